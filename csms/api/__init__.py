@@ -1,0 +1,1 @@
+"""REST API and operator dashboard (FastAPI), served in the CSMS's own event loop."""

@@ -1,0 +1,143 @@
+"""Functional block B, provisioning: BootNotification, Heartbeat, StatusNotification,
+NotifyReport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from csms.clock import iso, parse_instant
+from csms.handlers.context import HandlerContext, Payload
+from csms.store.models import ConnectorStatus, DeviceVariable, Station
+from csms.store.types import utcnow
+
+# How long a Pending/Rejected station waits before booting again (B02.FR.01, B03.FR.01).
+RETRY_INTERVAL_S = 60
+
+
+async def boot_notification(ctx: HandlerContext, req: Payload) -> Payload:
+    """B01: store what the station says it is; answer with our registration decision."""
+    cs = req["chargingStation"]
+    policy = ctx.services.policies.boot_status
+    status = await policy(ctx.station_id, req) if policy else "Accepted"
+
+    async def unit(session: AsyncSession) -> bool:
+        station = await session.get(Station, ctx.station_id) or Station(id=ctx.station_id)
+        station.vendor = cs["vendorName"]
+        station.model = cs["model"]
+        station.serial_number = cs.get("serialNumber", "")
+        station.firmware_version = cs.get("firmwareVersion", "")
+        station.ocpp_version = ctx.version.name
+        station.boot_reason = req["reason"]
+        station.registration_status = status
+        station.last_boot_at = utcnow()
+        session.add(station)
+        return station.boot_configured_at is None
+
+    needs_configuration = await ctx.write(unit)
+    settings = ctx.services.settings
+    if status == "Accepted" and settings.boot_configuration and ctx.services.commands:
+        # B01 then §3.9 of DESIGN: configure what V2G needs once the station is accepted.
+        commands = ctx.services.commands
+        ctx.after(lambda: commands.configure_station(ctx.station_id, force=needs_configuration))
+    interval = settings.heartbeat_interval_s if status == "Accepted" else RETRY_INTERVAL_S
+    return {"currentTime": iso(ctx.now()), "interval": interval, "status": status}
+
+
+async def heartbeat(ctx: HandlerContext, req: Payload) -> Payload:
+    """G02: the answer carries our time; last-seen is updated without delaying the answer."""
+
+    async def unit(session: AsyncSession) -> None:
+        station = await session.get(Station, ctx.station_id)
+        if station is not None:
+            station.last_seen = utcnow()
+
+    ctx.services.writer.write_later(unit, label="heartbeat")
+    return {"currentTime": iso(ctx.now())}
+
+
+async def status_notification(ctx: HandlerContext, req: Payload) -> Payload:
+    """G01: connector status per EVSE and connector."""
+    at = parse_instant(req["timestamp"])
+
+    async def unit(session: AsyncSession) -> None:
+        key = (ctx.station_id, req["evseId"], req["connectorId"])
+        row = await session.get(ConnectorStatus, key)
+        if row is None:
+            row = ConnectorStatus(
+                station_id=ctx.station_id,
+                evse_id=req["evseId"],
+                connector_id=req["connectorId"],
+                status=req["connectorStatus"],
+                updated_at=at,
+            )
+            session.add(row)
+        elif at >= row.updated_at:  # an offline replay older than what we know changes nothing
+            row.status = req["connectorStatus"]
+            row.updated_at = at
+
+    await ctx.write(unit)
+    return {}
+
+
+async def notify_report(ctx: HandlerContext, req: Payload) -> Payload:
+    """B07/B08: the device model, possibly over several parts (seqNo, tbc); upserted."""
+    rows = [row for entry in req.get("reportData", []) for row in _variable_rows(entry)]
+
+    async def unit(session: AsyncSession) -> None:
+        for row in rows:
+            await upsert_variable(session, ctx.station_id, row)
+
+    await ctx.write(unit)
+    return {}
+
+
+def _variable_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    component, variable = entry["component"], entry["variable"]
+    evse = component.get("evse") or {}
+    characteristics = entry.get("variableCharacteristics")
+    base = {
+        "component": component["name"],
+        "component_instance": component.get("instance", ""),
+        "evse_id": evse.get("id", 0),
+        "connector_id": evse.get("connectorId", 0),
+        "variable": variable["name"],
+        "variable_instance": variable.get("instance", ""),
+        "characteristics": characteristics,
+    }
+    return [
+        {
+            **base,
+            "attribute_type": attribute.get("type", "Actual"),
+            "value": attribute.get("value"),
+            "mutability": attribute.get("mutability"),
+        }
+        for attribute in entry["variableAttribute"]
+    ]
+
+
+async def upsert_variable(session: AsyncSession, station_id: str, row: dict[str, Any]) -> None:
+    """Insert or update one device-model attribute, keyed by its full identity."""
+    identity = {k: row[k] for k in _IDENTITY if k in row}
+    query = select(DeviceVariable).filter_by(station_id=station_id, **identity)
+    existing = (await session.execute(query)).scalar_one_or_none()
+    if existing is None:
+        session.add(DeviceVariable(station_id=station_id, **row))
+        return
+    for key, value in row.items():
+        if value is not None:
+            setattr(existing, key, value)
+    existing.updated_at = utcnow()
+
+
+_IDENTITY = (
+    "component",
+    "component_instance",
+    "evse_id",
+    "connector_id",
+    "variable",
+    "variable_instance",
+    "attribute_type",
+)

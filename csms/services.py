@@ -1,0 +1,30 @@
+"""What a CSMS process is made of, passed explicitly to whoever needs it (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from csms.clock import Clock
+from csms.policies import Policies
+from csms.server.registry import SessionRegistry
+from csms.settings import Settings
+from csms.store.db import Database
+from csms.store.writer import GroupWriter
+
+if TYPE_CHECKING:
+    from csms.commands import Commands
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    writer: GroupWriter
+    registry: SessionRegistry = field(default_factory=SessionRegistry)
+    policies: Policies = field(default_factory=Policies)
+    commands: Commands | None = None
+
+    @property
+    def clock(self) -> Clock:
+        return self.settings.clock

@@ -1,0 +1,108 @@
+"""Test charge points built on the `ocpp` library, connected to a CSMS over real websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import websockets
+from ocpp.routing import on
+from ocpp.v21 import ChargePoint as ChargePoint21
+from ocpp.v21 import call as call21
+from ocpp.v21 import call_result as result21
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as result201
+
+from csms.runtime import CentralSystem
+
+
+class TestStation21(ChargePoint21):
+    """A 2.1 station that records what the CSMS asks of it and accepts by default."""
+
+    __test__ = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self.profile_status = "Accepted"
+
+    @on("SetChargingProfile")
+    async def on_set_charging_profile(self, **kwargs: Any) -> result21.SetChargingProfile:
+        self.received.append(("SetChargingProfile", kwargs))
+        return result21.SetChargingProfile(status=self.profile_status)
+
+    @on("SetVariables")
+    async def on_set_variables(self, set_variable_data: list[dict[str, Any]], **kw: Any) -> Any:
+        self.received.append(("SetVariables", {"set_variable_data": set_variable_data}))
+        return result21.SetVariables(
+            set_variable_result=[
+                {
+                    "attribute_status": "Accepted",
+                    "component": d["component"],
+                    "variable": d["variable"],
+                }
+                for d in set_variable_data
+            ]
+        )
+
+
+class TestStation201(ChargePoint201):
+    __test__ = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self.profile_status = "Accepted"
+
+    @on("SetChargingProfile")
+    async def on_set_charging_profile(self, **kwargs: Any) -> result201.SetChargingProfile:
+        self.received.append(("SetChargingProfile", kwargs))
+        return result201.SetChargingProfile(status=self.profile_status)
+
+    @on("SetVariables")
+    async def on_set_variables(self, set_variable_data: list[dict[str, Any]], **kw: Any) -> Any:
+        self.received.append(("SetVariables", {"set_variable_data": set_variable_data}))
+        return result201.SetVariables(
+            set_variable_result=[
+                {
+                    "attribute_status": "Accepted",
+                    "component": d["component"],
+                    "variable": d["variable"],
+                }
+                for d in set_variable_data
+            ]
+        )
+
+
+CALLS = {"2.1": call21, "2.0.1": call201}
+
+
+def ocpp_url(system: CentralSystem, station_id: str) -> str:
+    return f"ws://127.0.0.1:{system.ocpp_port}/ocpp/{station_id}"
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    system: CentralSystem,
+    station_id: str,
+    version: str = "2.1",
+    station_class: type | None = None,
+    **connect_kwargs: Any,
+) -> AsyncIterator[Any]:
+    """A started test station; closed (and its reader task ended) on exit."""
+    subprotocol = "ocpp2.1" if version == "2.1" else "ocpp2.0.1"
+    cls = station_class or (TestStation21 if version == "2.1" else TestStation201)
+    async with websockets.connect(
+        ocpp_url(system, station_id), subprotocols=[subprotocol], **connect_kwargs
+    ) as ws:
+        station = cls(station_id, ws, response_timeout=10)
+        reader = asyncio.create_task(station.start())
+        try:
+            yield station
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
