@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from csms import logs
-from csms.clock import Clock, parse_instant
 from csms.settings import Settings
 from csms.store.db import DEFAULT_DATABASE_URL, DatabaseUrlError, normalise_url
+from simclock import Clock, parse_instant
 
 app = typer.Typer(
     help="OCPP 2.1 / 2.0.1 central system for bidirectional EV chargers.",

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from csms.clock import Clock
 from csms.policies import Policies
 from csms.server.registry import SessionRegistry
 from csms.settings import Settings
 from csms.store.db import Database
 from csms.store.writer import GroupWriter
+from simclock import Clock
 
 if TYPE_CHECKING:
     from csms.commands import Commands

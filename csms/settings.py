@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from csms.clock import Clock
 from csms.store.db import DEFAULT_DATABASE_URL
+from simclock import Clock
 
 
 @dataclass(frozen=True, slots=True)

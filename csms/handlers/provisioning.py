@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from csms.clock import iso, parse_instant
 from csms.handlers.context import HandlerContext, Payload
 from csms.store.models import ConnectorStatus, DeviceVariable, Station
 from csms.store.types import utcnow
+from simclock import iso, parse_instant
 
 # How long a Pending/Rejected station waits before booting again (B02.FR.01, B03.FR.01).
 RETRY_INTERVAL_S = 60

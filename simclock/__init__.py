@@ -1,5 +1,8 @@
 """The simulated clock shared by `csms serve` and `csms-sim` (DESIGN.md §2).
 
+Its own package because the simulators must not import `csms` (they are a separate OCPP
+client) and both must compute the same simulated time from the same three values.
+
 sim_time = clock_start + speed × (wall_time − anchor). Domain timers (meter intervals, profile
 periods, event windows) run on it; protocol timers (call timeouts, pings, back-off) stay on
 wall time. With speed 1 and no start given it is the real clock.
