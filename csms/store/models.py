@@ -162,6 +162,8 @@ class MeterSample(SQLModel, table=True):
             "context",
         ),
         Index("ix_meter_sample_station_time", "station_id", "timestamp"),
+        # Settlement reads a transaction's registers (DESIGN §3.8).
+        Index("ix_meter_sample_station_tx", "station_id", "transaction_id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     station_id: str = Field(max_length=48)
@@ -173,6 +175,8 @@ class MeterSample(SQLModel, table=True):
     location: str = ""
     context: str = ""
     unit: str = ""
+    # unitOfMeasure.multiplier as sent: the quantity is value × 10^multiplier in `unit`.
+    multiplier: int = 0
     value: float
 
 

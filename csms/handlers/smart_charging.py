@@ -1,0 +1,156 @@
+"""Functional block K, smart charging, with the 2.1 V2X additions (block Q):
+NotifyEVChargingNeeds (K15-K18, Q01-Q04), NotifyEVChargingSchedule (K15/K17),
+NotifyChargingLimit (K12), ClearedChargingLimit (K13), ReportChargingProfiles (K09) and the
+2.1 PullDynamicScheduleUpdate (a Dynamic profile's station pulls its setpoints, Q04)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from csms.handlers.common import instant, int32, store_report
+from csms.handlers.context import HandlerContext, Payload
+from csms.store.models import ChargingProfileRecord, EvChargingNeeds
+from csms.store.queries import accepted_dynamic_profile
+from simclock import parse_instant
+
+# Bidirectional power transfer modes of EnergyTransferModeEnumType (2.1): DC_BPT, AC_BPT,
+# AC_BPT_DER, DC_ACDP_BPT. OCPP 2.0.1 defines none of them.
+BPT_MARKER = "_BPT"
+
+# ChargingScheduleUpdateType (2.1): the values of a period a Dynamic profile update carries.
+SCHEDULE_UPDATE_FIELDS = (
+    "limit",
+    "limit_L2",
+    "limit_L3",
+    "dischargeLimit",
+    "dischargeLimit_L2",
+    "dischargeLimit_L3",
+    "setpoint",
+    "setpoint_L2",
+    "setpoint_L3",
+    "setpointReactive",
+    "setpointReactive_L2",
+    "setpointReactive_L3",
+)
+
+
+def offers_bpt(modes: list[str]) -> bool:
+    """Whether any energy-transfer mode the EV named is bidirectional (it can discharge)."""
+    return any(BPT_MARKER in mode for mode in modes)
+
+
+def ev_charging_needs_row(station_id: str, req: Payload) -> EvChargingNeeds:
+    """The stored form of a NotifyEVChargingNeedsRequest; 2.0.1 simply lacks the V2X fields."""
+    needs = req["chargingNeeds"]
+    requested = needs["requestedEnergyTransfer"]
+    available = needs.get("availableEnergyTransfer")
+    departure = needs.get("departureTime")
+    return EvChargingNeeds(
+        station_id=station_id,
+        evse_id=int32(req["evseId"], "evseId"),
+        requested_energy_transfer=requested,
+        available_energy_transfer=available,
+        control_mode=needs.get("controlMode"),
+        departure_time=instant(departure, "departureTime") if departure else None,
+        offers_bpt=offers_bpt([requested, *(available or [])]),
+        v2x_parameters=needs.get("v2xChargingParameters"),
+        payload=req,
+    )
+
+
+async def notify_ev_charging_needs(ctx: HandlerContext, req: Payload) -> Payload:
+    """K15-K18 / Q01: keep what the EV asked for and, on 2.1, what it can give back.
+
+    Accepted means processed (K17): the profile that meets the needs, if any, comes from
+    the scheduler afterwards, through commands.
+    """
+    row = ev_charging_needs_row(ctx.station_id, req)
+
+    async def unit(session: AsyncSession) -> None:
+        session.add(row)
+
+    await ctx.write(unit)
+    return {"status": "Accepted"}
+
+
+async def notify_ev_charging_schedule(ctx: HandlerContext, req: Payload) -> Payload:
+    """K15/K17: the schedule the EV chose within our limits; kept for the record."""
+    await store_report(ctx, "NotifyEVChargingSchedule", req, evse_id=req["evseId"])
+    return {"status": "Accepted"}
+
+
+async def notify_charging_limit(ctx: HandlerContext, req: Payload) -> Payload:
+    """K12: an external system (EMS, SO...) set a limit on the station."""
+    await store_report(
+        ctx,
+        "NotifyChargingLimit",
+        req,
+        evse_id=req.get("evseId", 0),
+        status=req["chargingLimit"]["chargingLimitSource"],
+    )
+    return {}
+
+
+async def cleared_charging_limit(ctx: HandlerContext, req: Payload) -> Payload:
+    """K13: that external limit is gone."""
+    await store_report(
+        ctx,
+        "ClearedChargingLimit",
+        req,
+        evse_id=req.get("evseId", 0),
+        status=req["chargingLimitSource"],
+    )
+    return {}
+
+
+async def report_charging_profiles(ctx: HandlerContext, req: Payload) -> Payload:
+    """K09: the station's answer to GetChargingProfiles, one message per source and EVSE."""
+    await store_report(
+        ctx,
+        "ReportChargingProfiles",
+        req,
+        evse_id=req["evseId"],
+        status=req["chargingLimitSource"],
+    )
+    return {}
+
+
+async def pull_dynamic_schedule_update(ctx: HandlerContext, req: Payload) -> Payload:
+    """2.1 Dynamic profiles (Q04): the station asks for the current values of a profile we
+    set; answered from the one it accepted, or Rejected when there is none."""
+    profile_id = int32(req["chargingProfileId"], "chargingProfileId")
+    async with ctx.services.db.read() as session:
+        record = await accepted_dynamic_profile(session, ctx.station_id, profile_id)
+    if record is None:
+        return {
+            "status": "Rejected",
+            "statusInfo": {
+                "reasonCode": "UnknownProfile",
+                "additionalInfo": f"no accepted Dynamic charging profile with id {profile_id}",
+            },
+        }
+    return {"status": "Accepted", "scheduleUpdate": schedule_update(record, ctx.now())}
+
+
+def schedule_update(record: ChargingProfileRecord, now: datetime) -> dict[str, Any]:
+    """ChargingScheduleUpdateType from the profile's period in force at `now`."""
+    # `request` is the SetChargingProfileRequest as sent: {"evseId", "chargingProfile"}.
+    profile = record.request.get("chargingProfile", record.request)
+    schedule = profile["chargingSchedule"][0]
+    started = schedule.get("startSchedule")
+    origin = parse_instant(started) if started else (record.answered_at or record.sent_at)
+    period = period_at(schedule["chargingSchedulePeriod"], (now - origin).total_seconds())
+    return {name: period[name] for name in SCHEDULE_UPDATE_FIELDS if name in period}
+
+
+def period_at(periods: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
+    """The period in force `elapsed_s` after the schedule's start (the first before it)."""
+    ordered = sorted(periods, key=lambda period: period["startPeriod"])
+    current = ordered[0]
+    for period in ordered:
+        if period["startPeriod"] <= elapsed_s:
+            current = period
+    return current
