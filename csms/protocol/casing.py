@@ -20,6 +20,7 @@ from csms.protocol.versions import OcppVersion
 
 
 def fold(name: str) -> str:
+    """A name with case and underscores ignored: `setpoint_l2`, `setpoint_L2` -> `setpointl2`."""
     return name.replace("_", "").lower()
 
 
@@ -33,6 +34,9 @@ def _resolve(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
 def _convert(data: Any, node: dict[str, Any] | None, root: dict[str, Any]) -> Any:
     if isinstance(data, Enum):
         return data.value
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        # a library datatype inside a dict payload, e.g. {"chargingProfile": ChargingProfileType()}
+        data = dataclasses.asdict(data)
     if node is not None:
         node = _resolve(node, root)
     if isinstance(data, dict):

@@ -16,17 +16,34 @@ import orjson
 from csms.protocol.errors import ErrorCode, RpcError
 from csms.protocol.versions import OcppVersion, schema_dir
 
-# Which CALLERROR a failed schema keyword earns (OCPP 2.x Part 4, "Valid Error Codes"):
-# a field missing or repeated too often violates its occurrence; a wrong JSON type or a
-# string longer than its `string[n]` type violates the data type; a value outside its enum or
-# range is an invalid property value; an unknown field breaks the PDU structure.
+# Which CALLERROR a failed schema keyword earns. OCPP 2.0.1 / 2.1 Part 4 ("Valid Error Codes"):
+#   ProtocolError                  "Payload for Action is not conform the PDU structure"
+#   OccurrenceConstraintViolation  "... at least one of the fields violates occurrence constraints"
+#   TypeConstraintViolation        "... violates data type constraints (e.g. "somestring": 12)"
+#   PropertyConstraintViolation    "... at least one field contains an invalid value"
+#   FormatViolation                "Payload for Action is syntactically incorrect"
+# Reading the schema keywords against these:
+# - additionalProperties: a field the message type does not have is a payload that does not
+#   conform to the PDU structure -> ProtocolError (the syntax, JSON, is fine: not FormatViolation).
+# - required / minItems / maxItems: the spec's cardinalities (1..1, 0..*, 1..4) are occurrence
+#   constraints -> OccurrenceConstraintViolation.
+# - type: the example in the spec's own definition -> TypeConstraintViolation.
+# - maxLength / minLength: `string[n]` and `identifierString[n]` are data types of Part 2
+#   ("Primitive Datatypes"), so a too-long string violates its type -> TypeConstraintViolation.
+# - format (date-time, uri): `dateTime` and `anyURI` are primitive data types as well, so a
+#   malformed timestamp violates its type -> TypeConstraintViolation.
+# - enum / minimum / maximum / const / pattern / multipleOf: the type is right but the value is
+#   not one the field allows -> PropertyConstraintViolation.
+# Anything else (no such keyword in the 2.0.1 / 2.1 schemas today) falls back to FormatViolation.
 _KEYWORD_CODES: dict[str, ErrorCode] = {
+    "additionalProperties": ErrorCode.PROTOCOL_ERROR,
     "required": ErrorCode.OCCURRENCE_CONSTRAINT_VIOLATION,
     "minItems": ErrorCode.OCCURRENCE_CONSTRAINT_VIOLATION,
     "maxItems": ErrorCode.OCCURRENCE_CONSTRAINT_VIOLATION,
     "type": ErrorCode.TYPE_CONSTRAINT_VIOLATION,
     "maxLength": ErrorCode.TYPE_CONSTRAINT_VIOLATION,
     "minLength": ErrorCode.TYPE_CONSTRAINT_VIOLATION,
+    "format": ErrorCode.TYPE_CONSTRAINT_VIOLATION,
     "enum": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
     "const": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
     "minimum": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
@@ -35,8 +52,17 @@ _KEYWORD_CODES: dict[str, ErrorCode] = {
     "exclusiveMaximum": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
     "multipleOf": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
     "pattern": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
-    "format": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
-    "additionalProperties": ErrorCode.PROTOCOL_ERROR,
+}
+
+# When a payload breaks several rules, the most fundamental one is reported: a wrong structure
+# before a missing field, a wrong type before a value outside its enum (a string enum given 7
+# fails both `type` and `enum`; the type is the real fault). The order follows the table above.
+_PRIORITY: dict[ErrorCode, int] = {
+    ErrorCode.PROTOCOL_ERROR: 0,
+    ErrorCode.OCCURRENCE_CONSTRAINT_VIOLATION: 1,
+    ErrorCode.TYPE_CONSTRAINT_VIOLATION: 2,
+    ErrorCode.PROPERTY_CONSTRAINT_VIOLATION: 3,
+    ErrorCode.FORMAT_VIOLATION: 4,
 }
 
 REQUEST = "Request"
@@ -49,6 +75,7 @@ class SchemaSet:
     def __init__(self, version: OcppVersion) -> None:
         self.version = version
         self._validators: dict[str, Any] = {}
+        self._raw: dict[str, dict[str, Any]] = {}
 
     @cached_property
     def actions(self) -> frozenset[str]:
@@ -59,32 +86,53 @@ class SchemaSet:
         )
 
     def raw_schema(self, action: str, direction: str) -> dict[str, Any]:
-        path = schema_dir(self.version).joinpath(f"{action}{direction}.json")
-        return orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+        """The parsed schema (shared and cached: treat it as read-only).
+
+        Raises KeyError for an action the version does not define, like `validator`.
+        """
+        key = action + direction
+        found = self._raw.get(key)
+        if found is None:
+            self._require(action, direction)
+            path = schema_dir(self.version).joinpath(f"{key}.json")
+            found = orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+            self._raw[key] = found
+        return found
 
     def validator(self, action: str, direction: str) -> Any:
         key = action + direction
         found = self._validators.get(key)
         if found is None:
-            if action not in self.actions:
-                raise KeyError(f"OCPP {self.version.name} has no action {action!r}")
             found = jsonschema_rs.validator_for(self.raw_schema(action, direction))
             self._validators[key] = found
         return found
+
+    def _require(self, action: str, direction: str) -> None:
+        if action not in self.actions:
+            raise KeyError(f"OCPP {self.version.name} has no action {action!r}")
+        if direction not in (REQUEST, RESPONSE):
+            raise KeyError(f"direction must be {REQUEST!r} or {RESPONSE!r}, not {direction!r}")
 
     def check(self, action: str, direction: str, payload: dict[str, Any]) -> None:
         """Raise the RpcError the spec prescribes when `payload` breaks the schema."""
         validator = self.validator(action, direction)
         if validator.is_valid(payload):
             return
-        error = next(iter(validator.iter_errors(payload)))
-        keyword = str(error.schema_path[-1]) if error.schema_path else ""
+        code, keyword, error = min(
+            ((*_code_of(e), e) for e in validator.iter_errors(payload)),
+            key=lambda found: _PRIORITY[found[0]],
+        )
         where = "/".join(str(p) for p in error.instance_path) or "(payload)"
         raise RpcError(
-            _KEYWORD_CODES.get(keyword, ErrorCode.FORMAT_VIOLATION),
+            code,
             f"{action}{direction} at {where}: {error.message}"[:255],
             details={"path": where, "keyword": keyword},
         )
+
+
+def _code_of(error: Any) -> tuple[ErrorCode, str]:
+    keyword = str(error.schema_path[-1]) if error.schema_path else ""
+    return _KEYWORD_CODES.get(keyword, ErrorCode.FORMAT_VIOLATION), keyword
 
 
 _SETS: dict[str, SchemaSet] = {}
