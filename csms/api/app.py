@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 import csms
+from csms.api import stations
 
 if TYPE_CHECKING:
     from csms.services import Services
@@ -28,4 +29,5 @@ def create_app(services: Services) -> FastAPI:
             "connected_stations": len(services.registry),
         }
 
+    app.include_router(stations.router)
     return app
