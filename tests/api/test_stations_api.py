@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from ocpp.routing import on
+from ocpp.v21 import call as call21
 from ocpp.v21 import call_result as result21
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
@@ -80,6 +81,41 @@ async def test_Q03_discharge_profile_reaches_a_21_station_whose_ev_offered_dc_bp
     [first, second] = await _records(csms, "CP-V2G21")
     assert (first.status, first.discharges, first.origin) == ("Accepted", True, "api")
     assert second.status == "Rejected"
+
+
+async def test_Q03_e2e_discharge_after_real_transaction_event_and_ev_needs(csms, api) -> None:
+    """The same acceptance case driven by the station's own messages (E01, K15/Q01)."""
+    async with connected(csms, "CP-E2E", station_class=CommandStation21) as station:
+        await boot(station)
+        started = await station.call(
+            call21.TransactionEvent(
+                event_type="Started",
+                timestamp="2026-07-15T18:55:00Z",
+                trigger_reason="CablePluggedIn",
+                seq_no=0,
+                transaction_info={"transaction_id": "tx-e2e", "charging_state": "EVConnected"},
+                evse={"id": 1, "connector_id": 1},
+            )
+        )
+        assert started is not None
+        url = "/api/v1/stations/CP-E2E/charging-profiles"
+        before_needs = await api.post(url, json=discharge_profile_21("tx-e2e"))
+        assert before_needs.status_code == 403
+        needs = await station.call(
+            call21.NotifyEVChargingNeeds(
+                evse_id=1,
+                charging_needs={
+                    "requested_energy_transfer": "DC_BPT",
+                    "available_energy_transfer": ["DC", "DC_BPT"],
+                    "control_mode": "DynamicControl",
+                },
+            )
+        )
+        assert needs.status == "Accepted"
+        response = await api.post(url, json=discharge_profile_21("tx-e2e"))
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "Accepted"
+        assert len(received(station, "SetChargingProfile")) == 1
 
 
 async def test_K01_201_negative_limit_reaches_a_station_marked_by_the_operator(csms, api) -> None:
