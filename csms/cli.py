@@ -111,6 +111,27 @@ def serve(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def demo(
+    stations: Annotated[int, typer.Option(min=1, max=200, help="How many demo stations.")] = 4,
+    log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "error",
+) -> None:
+    """Run a CSMS and demo stations in one process and show the discharge gate at work."""
+    from csms import demo as demo_module
+
+    logs.configure(log_level)
+    typer.echo(f"Starting a CSMS on a temporary SQLite file with {stations} stations...")
+    outcomes = demo_module.main(stations)
+    for outcome in outcomes:
+        typer.echo(demo_module.describe(outcome))
+    sent = sum(1 for o in outcomes if o.http_status == 200)
+    typer.echo(f"{sent} discharge profiles reached their stations, {len(outcomes) - sent} refused.")
+    wrong = [o for o in outcomes if (o.http_status == 200) != o.can_discharge]
+    if wrong:
+        typer.echo(f"demo: the gate decided wrongly for {[o.station_id for o in wrong]}", err=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 
