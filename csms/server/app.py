@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,12 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from csms.protocol.versions import BY_SUBPROTOCOL, SUPPORTED
-from csms.server.auth import PasswordChecker, StationIdError, parse_basic_auth, station_id_from_path
+from csms.server.auth import (
+    PasswordChecker,
+    StationIdError,
+    station_id_from_path,
+    station_password,
+)
 from csms.server.session import StationSession
 from csms.store.models import Station
 from csms.store.types import utcnow
@@ -39,6 +45,7 @@ class OcppServer:
         self.services = services
         self.passwords = PasswordChecker()
         self._server: Server | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> Server:
         s = self.services.settings
@@ -75,8 +82,12 @@ class OcppServer:
             station_id = station_id_from_path(request.path)
         except StationIdError as exc:
             return _refuse(http.HTTPStatus.NOT_FOUND, str(exc))
-        async with self.services.db.read() as session:
-            station = await session.get(Station, station_id)
+        try:
+            async with self.services.db.read() as session:
+                station = await session.get(Station, station_id)
+        except Exception as exc:  # database unreachable: the station retries with back-off
+            log.error("handshake.store_unavailable", station_id=station_id, error=repr(exc))
+            return _refuse(http.HTTPStatus.SERVICE_UNAVAILABLE, "try again later")
         if station is None and not self.services.settings.allow_unknown_stations:
             log.warning("handshake.unknown_station", station_id=station_id)
             return _refuse(http.HTTPStatus.NOT_FOUND, f"unknown station {station_id!r}")
@@ -87,15 +98,16 @@ class OcppServer:
         return None
 
     async def _check_basic_auth(self, station: Station, request: Request) -> Response | None:
-        credentials = parse_basic_auth(request.headers.get("Authorization"))
-        if credentials is None:
+        header = request.headers.get("Authorization")
+        if header is None:
             log.warning("handshake.no_credentials", station_id=station.id)
             return _refuse(
                 http.HTTPStatus.UNAUTHORIZED, "HTTP Basic auth required", basic_auth=True
             )
-        user, password = credentials
+        # The username is the station id (OCPP security profile 1).
+        password = station_password(header, station.id)
         ok = (
-            user == station.id  # the username is the station id (OCPP security profile 1)
+            password is not None
             and station.password_hash is not None
             and await self.passwords.check(station.id, password, station.password_hash)
         )
@@ -115,8 +127,11 @@ class OcppServer:
         session = StationSession(station_id, version, connection, self.services)
         previous = self.services.registry.replace(session)
         if previous is not None:
+            # Not awaited: the old peer is often a half-dead TCP link that would hold the new
+            # session for the whole close timeout. Its session ends on its own; being replaced
+            # in the registry, it no longer marks the station disconnected.
             log.info("session.replaced", station_id=station_id)
-            await previous.connection.close(CLOSE_GOING_AWAY, "replaced by a new connection")
+            self._close_in_background(previous)
         await self._mark_connected(station_id, version.name, True)
         session.log.info("session.open", peer=str(connection.remote_address))
         try:
@@ -125,6 +140,13 @@ class OcppServer:
             if self.services.registry.remove(session):
                 await self._mark_connected(station_id, version.name, False)
             session.log.info("session.closed", code=connection.close_code)
+
+    def _close_in_background(self, previous: StationSession) -> None:
+        task = asyncio.create_task(
+            previous.connection.close(CLOSE_GOING_AWAY, "replaced by a new connection")
+        )
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _mark_connected(self, station_id: str, version: str, connected: bool) -> None:
         node_id = self.services.settings.node_id

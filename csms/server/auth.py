@@ -11,11 +11,15 @@ import re
 from urllib.parse import unquote
 
 import bcrypt
+import structlog
 
 # OCPP 2.x identifierString: letters, digits and * - _ = : + | @ . ; max 48 characters.
 _STATION_ID = re.compile(r"^[A-Za-z0-9*\-_=:+|@.]{1,48}$")
+log = structlog.get_logger("csms.auth")
+
 MIN_PASSWORD_LENGTH = 16  # OCPP 2.x BasicAuthPassword: 16..40 characters
 MAX_PASSWORD_LENGTH = 40
+BCRYPT_MAX_BYTES = 72  # bcrypt reads no further (bcrypt >= 5 refuses longer input outright)
 
 
 class StationIdError(ValueError):
@@ -44,16 +48,41 @@ def check_password_rules(password: str) -> None:
             f"a station password has {MIN_PASSWORD_LENGTH}-{MAX_PASSWORD_LENGTH} characters "
             f"(OCPP BasicAuthPassword), got {len(password)}"
         )
+    if len(password.encode()) > BCRYPT_MAX_BYTES:
+        raise ValueError(f"a station password must fit in {BCRYPT_MAX_BYTES} bytes of UTF-8")
+
+
+def _basic_credentials(header: str | None) -> str | None:
+    """The decoded "user:password" of an HTTP Basic Authorization header (RFC 7617)."""
+    scheme, _, encoded = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":  # the scheme name is case-insensitive (RFC 7235)
+        return None
+    try:
+        return base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
 
 
 def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
-    if not header or not header.startswith("Basic "):
+    """(user, password), split at the first colon as RFC 7617 says."""
+    decoded = _basic_credentials(header)
+    if decoded is None:
         return None
-    try:
-        user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
+    user, _, password = decoded.partition(":")
     return user, password
+
+
+def station_password(header: str | None, station_id: str) -> str | None:
+    """The password of a Basic header whose username is `station_id` (security profile 1).
+
+    OCPP identities may contain ':' which RFC 7617 forbids in a user-id, so the header is
+    matched against the known station id rather than split at the first colon.
+    """
+    decoded = _basic_credentials(header)
+    prefix = station_id + ":"
+    if decoded is None or not decoded.startswith(prefix):
+        return None
+    return decoded.removeprefix(prefix)
 
 
 class PasswordChecker:
@@ -68,11 +97,19 @@ class PasswordChecker:
         self._verified: dict[tuple[str, str], bytes] = {}
 
     async def check(self, station_id: str, password: str, stored_hash: str) -> bool:
-        digest = hashlib.sha256(password.encode()).digest()
+        """True when `password` matches; False for a wrong, overlong or unverifiable one."""
+        secret = password.encode()
+        if len(secret) > BCRYPT_MAX_BYTES:  # hash_password never stores such a password
+            return False
+        digest = hashlib.sha256(secret).digest()
         known = self._verified.get((station_id, stored_hash))
         if known is not None:
             return hmac.compare_digest(known, digest)
-        ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), stored_hash.encode())
+        try:
+            ok = await asyncio.to_thread(bcrypt.checkpw, secret, stored_hash.encode())
+        except ValueError:  # a stored value that is not a bcrypt hash: nobody gets in
+            log.error("auth.bad_stored_hash", station_id=station_id)
+            return False
         if ok:
             self._verified[(station_id, stored_hash)] = digest
         return ok

@@ -71,6 +71,7 @@ class StationSession:
             maxsize=services.settings.max_queued_calls
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._abusive = False  # set when we closed the connection for abuse: stop reading
         self.closed = asyncio.Event()
 
     # ---- receiving ---------------------------------------------------------------------
@@ -80,10 +81,13 @@ class StationSession:
         worker = asyncio.create_task(self._work(), name=f"calls-{self.station_id}")
         try:
             async for raw in self.connection:
-                await self._receive(raw)
+                await self._receive_safely(raw)
+                if self._abusive:
+                    break
         except ConnectionClosed:
             pass
         finally:
+            self.closed.set()  # first, so no new CALL of ours starts waiting
             worker.cancel()
             for task in list(self._tasks):
                 task.cancel()
@@ -92,7 +96,15 @@ class StationSession:
                     outstanding.future.set_exception(
                         CallFailedError("disconnected", "the station disconnected")
                     )
-            self.closed.set()
+
+    async def _receive_safely(self, raw: str | bytes) -> None:
+        """One frame; a bug in handling it is logged and must not end the session."""
+        try:
+            await self._receive(raw)
+        except ConnectionClosed:
+            raise
+        except Exception:
+            self.log.exception("session.frame_crashed", frame=_preview(raw))
 
     async def _receive(self, raw: str | bytes) -> None:
         self._journal("in", raw)
@@ -113,22 +125,48 @@ class StationSession:
         match frame:
             case frames.Call():
                 if self._inbox.full():
+                    # A station sends one CALL at a time (OCPP-J); a full inbox is a flood.
                     self.log.warning("session.flood", queued=self._inbox.qsize())
+                    self._abusive = True
                     await self.connection.close(CLOSE_POLICY_VIOLATION, "too many pending CALLs")
                     return
                 self._inbox.put_nowait(frame)
+            case frames.CallError(result_error=True):
+                # 2.1: the station found one of our CALLRESULTs invalid. Nothing of ours waits
+                # for it (it answers the station's own CALL), so it is only worth a log line.
+                self.log.warning(
+                    "ocpp.callresulterror_received",
+                    message_id=frame.message_id,
+                    code=frame.code,
+                    reason=frame.description,
+                )
             case frames.CallResult() | frames.CallError():
                 self._settle(frame)
             case frames.Send():
                 await self._handle_send(frame)
 
     async def _answer_parse_error(self, error: RpcError) -> None:
+        self.log.info(
+            "ocpp.bad_frame",
+            message_id=error.message_id,
+            code=error.code,
+            reason=error.description,
+        )
         if error.frame_type in (None, frames.CALL):
             await self._answer_error(error)
-        elif error.frame_type == frames.CALLRESULT and self.version.has_send:
+            return
+        if error.frame_type in (frames.CALLRESULT, frames.CALLERROR):
+            self._fail_outstanding(error)  # the caller learns now, not at its timeout
+        if error.frame_type == frames.CALLRESULT and self.version.has_send:
             await self._send(frames.error_frame(error, result_error=True))
-        else:  # a broken CALLERROR / SEND is never answered (OCPP-J)
-            self.log.warning("session.unanswerable_frame", error=error.description)
+        # a broken CALLERROR, CALLRESULTERROR or SEND is never answered (OCPP-J)
+
+    def _fail_outstanding(self, error: RpcError) -> None:
+        outstanding = self._outstanding.get(error.message_id)
+        if outstanding is not None and not outstanding.future.done():
+            outstanding.future.set_exception(
+                CallFailedError("invalid-response", error.description, error.code)
+            )
 
     def _settle(self, frame: frames.CallResult | frames.CallError) -> None:
         outstanding = self._outstanding.get(frame.message_id)
@@ -143,6 +181,8 @@ class StationSession:
             call = await self._inbox.get()
             try:
                 await self._handle_call(call)
+            except ConnectionClosed:
+                return
             except Exception:  # never let one message stop the station's queue
                 self.log.exception("session.call_crashed", action=call.action)
 
@@ -151,6 +191,7 @@ class StationSession:
         ctx = HandlerContext(self.station_id, self.version, call.message_id, self.services)
         try:
             reply = await self._reply_to(call, ctx)
+            text = frames.serialise(frames.CallResult(call.message_id, reply))
         except RpcError as error:
             await self._answer_error(error.with_message_id(call.message_id))
             self.log.info(
@@ -161,7 +202,11 @@ class StationSession:
                 reason=error.description,
             )
             return
-        await self._send(frames.CallResult(call.message_id, reply))
+        except Exception as exc:  # e.g. a reply orjson cannot encode: still answer the station
+            self.log.exception("handler.bad_reply", action=call.action, message_id=call.message_id)
+            await self._answer_error(_internal_error(call, exc).with_message_id(call.message_id))
+            return
+        await self._send_text(text)
         self.log.debug(
             "ocpp.call",
             action=call.action,
@@ -172,31 +217,41 @@ class StationSession:
             self.spawn(_run_after(action))
 
     async def _reply_to(self, call: frames.Call, ctx: HandlerContext) -> dict[str, Any]:
+        # Unknown to this version -> NotImplemented; known but not ours to handle (e.g. a
+        # CSMS->station action sent our way, or a 2.1 action on 2.0.1) -> NotSupported.
+        if call.action not in self.schemas.actions:
+            raise RpcError(
+                ErrorCode.NOT_IMPLEMENTED,
+                f"{call.action} is not an OCPP {self.version.name} action",
+            )
         handler = ROUTES.get(call.action)
         if handler is None:
-            if call.action in self.schemas.actions:
-                code, what = ErrorCode.NOT_SUPPORTED, "not supported by this CSMS"
-            else:
-                code, what = ErrorCode.NOT_IMPLEMENTED, "not an OCPP action"
-            raise RpcError(code, f"{call.action} is {what} (OCPP {self.version.name})")
+            raise RpcError(
+                ErrorCode.NOT_SUPPORTED,
+                f"{call.action} is not supported by this CSMS (OCPP {self.version.name})",
+            )
         self.schemas.check(call.action, REQUEST, call.payload)
         try:
             reply = await handler(ctx, call.payload)
-            self.schemas.check(call.action, RESPONSE, reply)
         except RpcError:
             raise
         except Exception as exc:  # a bug or an outage must not end the session
             self.log.exception("handler.failed", action=call.action, message_id=call.message_id)
+            raise _internal_error(call, exc) from exc
+        try:
+            self.schemas.check(call.action, RESPONSE, reply)
+        except RpcError as error:
+            # Our reply is wrong, not the station's request: never blame the station for it.
+            self.log.error("handler.invalid_reply", action=call.action, error=error.description)
             raise RpcError(
-                ErrorCode.INTERNAL_ERROR,
-                f"{call.action} could not be processed: {type(exc).__name__}",
-            ) from exc
+                ErrorCode.INTERNAL_ERROR, f"{call.action}: the CSMS built an invalid reply"
+            ) from error
         return reply
 
     async def _handle_send(self, send: frames.Send) -> None:
         handler = SEND_ROUTES.get(send.action)
         try:
-            if handler is None:
+            if handler is None or send.action not in self.schemas.actions:
                 raise RpcError(ErrorCode.NOT_SUPPORTED, f"SEND {send.action} is not handled")
             self.schemas.check(send.action, REQUEST, send.payload)
             ctx = HandlerContext(self.station_id, self.version, send.message_id, self.services)
@@ -216,6 +271,8 @@ class StationSession:
         """
         try:
             self.schemas.check(action, REQUEST, payload)
+        except KeyError as error:  # an action this station's OCPP version does not have
+            raise CallFailedError("invalid-request", str(error.args[0])) from None
         except RpcError as error:
             raise CallFailedError("invalid-request", error.description, error.code) from None
         try:
@@ -257,13 +314,20 @@ class StationSession:
         await self._send(frames.error_frame(error))
 
     async def _send(self, frame: frames.Frame) -> None:
-        text = frames.serialise(frame)
+        try:
+            await self._send_text(frames.serialise(frame))
+        except ConnectionClosed:
+            if isinstance(frame, frames.Call):
+                raise CallFailedError("disconnected", "the connection closed") from None
+
+    async def _send_text(self, text: str) -> None:
+        """Send one frame; a closed connection is only logged (its reader ends the session)."""
         self._journal("out", text)
         try:
             await self.connection.send(text)
         except ConnectionClosed:
-            if isinstance(frame, frames.Call):
-                raise CallFailedError("disconnected", "the connection closed") from None
+            self.log.info("session.send_after_close", frame=_preview(text))
+            raise
 
     # ---- housekeeping ------------------------------------------------------------------
 
@@ -293,13 +357,26 @@ async def _run_after(action: Any) -> None:
     await action()
 
 
+def _internal_error(call: frames.Call, exc: BaseException) -> RpcError:
+    return RpcError(
+        ErrorCode.INTERNAL_ERROR,
+        f"{call.action} could not be processed: {type(exc).__name__}",
+    )
+
+
+def _preview(raw: str | bytes) -> str:
+    text = raw if isinstance(raw, str) else raw[:200].decode("utf-8", "replace")
+    return text[:200]
+
+
 def _journal_entry(station_id: str, direction: str, raw: str | bytes) -> JournalEntry:
     text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
     message_type, message_id, action = 0, "", ""
     try:
         data = orjson.loads(raw)
         if isinstance(data, list) and data:
-            message_type = data[0] if isinstance(data[0], int) else 0
+            # Only real type ids: a frame's [99999999999, ...] must not overflow the column.
+            message_type = int(data[0]) if data[0] in _KNOWN_TYPES else 0
             message_id = str(data[1])[:40] if len(data) > 1 else ""
             if message_type in (frames.CALL, frames.SEND) and len(data) > 2:
                 action = str(data[2])[:64]
@@ -309,10 +386,24 @@ def _journal_entry(station_id: str, direction: str, raw: str | bytes) -> Journal
         station_id=station_id,
         direction=direction,
         message_type=message_type,
-        message_id=message_id,
-        action=action,
-        frame=text[:65536],
+        message_id=_storable(message_id),
+        action=_storable(action),
+        frame=_storable(text[:65536]),
     )
+
+
+_KNOWN_TYPES = (
+    frames.CALL,
+    frames.CALLRESULT,
+    frames.CALLERROR,
+    frames.CALLRESULTERROR,
+    frames.SEND,
+)
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; a frame carrying one is still journaled."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _readable_id(raw: str | bytes) -> str:
