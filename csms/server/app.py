@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import logging
 from typing import TYPE_CHECKING
 
 import structlog
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
     from csms.services import Services
 
 log = structlog.get_logger("csms.server")
+
+# websockets logs every handshake header at DEBUG, the Authorization header (security profile 1
+# credentials, only base64-encoded) included. Its server logs go to this logger, which never
+# goes below INFO, so no log level can leak a station's password.
+_WEBSOCKETS_LOG = logging.getLogger("csms.server.websockets")
+_WEBSOCKETS_LOG.setLevel(logging.INFO)
 
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_GOING_AWAY = 1001
@@ -61,6 +68,7 @@ class OcppServer:
             compression=None,  # ~50 KB less per connection; OCPP frames are small
             max_queue=4,
             server_header="v2g-csms",
+            logger=_WEBSOCKETS_LOG,
         )
         return self._server
 
