@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from csms.protocol.versions import V21, OcppVersion
+from ocppj.versions import V21, OcppVersion
 
 PURPOSE = "boot-configuration"
 

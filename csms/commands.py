@@ -31,13 +31,13 @@ from csms import boot_config
 from csms.gate import FOUNDATION_CHECKS, GateCheck, GateDecision, check_discharge
 from csms.gate import profile_discharges as _profile_discharges
 from csms.handlers.provisioning import upsert_variable
-from csms.protocol.casing import payload_of
-from csms.protocol.errors import RpcError
-from csms.protocol.schemas import REQUEST, schema_set
-from csms.protocol.versions import V21, OcppVersion
 from csms.server.session import CallFailedError
 from csms.store.models import ChargingProfileRecord, DeviceVariable, Station, VariableSetResult
 from csms.store.types import utcnow
+from ocppj.casing import payload_of
+from ocppj.errors import RpcError
+from ocppj.schemas import REQUEST, schema_set
+from ocppj.versions import V21, OcppVersion
 
 if TYPE_CHECKING:
     from csms.services import Services

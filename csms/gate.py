@@ -19,8 +19,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from csms.protocol.versions import V201, OcppVersion
 from csms.store.models import EvChargingNeeds, Station, Transaction
+from ocppj.versions import V201, OcppVersion
 
 log = structlog.get_logger("csms.gate")
 

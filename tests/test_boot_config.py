@@ -12,7 +12,7 @@ from csms.boot_config import (
     batches,
     plan_boot_configuration,
 )
-from csms.protocol.versions import V21, V201
+from ocppj.versions import V21, V201
 
 V2X_EVSE1 = VariableKey("V2XChargingCtrlr", "SupportedOperationModes", evse_id=1)
 V2X_EVSE2 = VariableKey("V2XChargingCtrlr", "Enabled", evse_id=2)

@@ -15,8 +15,8 @@ from csms.gate import (
     check_discharge,
     profile_discharges,
 )
-from csms.protocol.versions import V21, V201
 from csms.store.models import Station
+from ocppj.versions import V21, V201
 from tests.commands.helpers import (
     charging_profile,
     discharge_profile_21,

@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
 from csms.handlers.context import HandlerContext, Payload
-from csms.protocol.errors import ErrorCode, RpcError
-from csms.protocol.schemas import RESPONSE, schema_set
-from csms.protocol.versions import OcppVersion
 from csms.store.models import Station, StationReport
 from csms.store.types import utcnow
+from ocppj.errors import ErrorCode, RpcError
+from ocppj.schemas import RESPONSE, schema_set
+from ocppj.versions import OcppVersion
 from simclock import parse_instant
 
 # Integer columns are 32-bit on PostgreSQL; the schemas put no bound on most integers.

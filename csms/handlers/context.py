@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from csms.protocol.versions import OcppVersion
+from ocppj.versions import OcppVersion
 
 if TYPE_CHECKING:
     from csms.services import Services

@@ -13,7 +13,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from csms.protocol.versions import BY_SUBPROTOCOL, SUPPORTED
 from csms.server.auth import (
     PasswordChecker,
     StationIdError,
@@ -23,6 +22,7 @@ from csms.server.auth import (
 from csms.server.session import StationSession
 from csms.store.models import Station
 from csms.store.types import utcnow
+from ocppj.versions import BY_SUBPROTOCOL, SUPPORTED
 
 if TYPE_CHECKING:
     from csms.services import Services

@@ -21,11 +21,11 @@ from websockets.exceptions import ConnectionClosed
 
 from csms.handlers.context import HandlerContext
 from csms.handlers.routes import ROUTES, SEND_ROUTES
-from csms.protocol import frames
-from csms.protocol.errors import ErrorCode, RpcError
-from csms.protocol.schemas import REQUEST, RESPONSE, schema_set
-from csms.protocol.versions import OcppVersion
 from csms.store.models import JournalEntry
+from ocppj import frames
+from ocppj.errors import ErrorCode, RpcError
+from ocppj.schemas import REQUEST, RESPONSE, SEND, schema_set
+from ocppj.versions import OcppVersion
 
 if TYPE_CHECKING:
     from csms.services import Services
@@ -251,9 +251,9 @@ class StationSession:
     async def _handle_send(self, send: frames.Send) -> None:
         handler = SEND_ROUTES.get(send.action)
         try:
-            if handler is None or send.action not in self.schemas.actions:
+            if handler is None or send.action not in self.schemas.send_actions:
                 raise RpcError(ErrorCode.NOT_SUPPORTED, f"SEND {send.action} is not handled")
-            self.schemas.check(send.action, REQUEST, send.payload)
+            self.schemas.check(send.action, SEND, send.payload)
             ctx = HandlerContext(self.station_id, self.version, send.message_id, self.services)
             await handler(ctx, send.payload)
         except RpcError as error:  # SEND is never answered, not even with an error

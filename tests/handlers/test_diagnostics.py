@@ -39,12 +39,6 @@ async def test_L01_N01_N07_status_notifications_and_events_are_kept(csms, versio
     assert reports[2].payload["eventData"] == [event]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="csms/protocol/schemas.py derives actions from *Request.json names; the SEND schema "
-    "is NotifyPeriodicEventStream.json (no suffix), so the session drops the frame before "
-    "SEND_ROUTES: requested fix in the helper-A report",
-)
 async def test_N_periodic_event_stream_send_is_stored_and_never_answered(csms) -> None:
     stream = {
         "id": 2,

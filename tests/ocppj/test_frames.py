@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from csms.protocol import frames
-from csms.protocol.errors import ErrorCode, RpcError
-from csms.protocol.versions import V21, V201
+from ocppj import frames
+from ocppj.errors import ErrorCode, RpcError
+from ocppj.versions import V21, V201
 
 VERSIONS = [V21, V201]
 

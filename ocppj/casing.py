@@ -15,8 +15,8 @@ import dataclasses
 from enum import Enum
 from typing import Any
 
-from csms.protocol.schemas import REQUEST, schema_set
-from csms.protocol.versions import OcppVersion
+from ocppj.schemas import REQUEST, schema_set
+from ocppj.versions import OcppVersion
 
 
 def fold(name: str) -> str:

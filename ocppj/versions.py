@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-from csms.protocol import frames
+from ocppj import frames
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """Schema failures map to the CALLERROR codes of OCPP 2.0.1 / 2.1 Part 4 "Valid Error Codes"
-(the reasoning per keyword is in csms/protocol/schemas.py)."""
+(the reasoning per keyword is in ocppj/schemas.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from csms.protocol.errors import ErrorCode, RpcError
-from csms.protocol.schemas import REQUEST, RESPONSE, schema_set
-from csms.protocol.versions import V21, V201, OcppVersion
+from ocppj.errors import ErrorCode, RpcError
+from ocppj.schemas import REQUEST, RESPONSE, SEND, schema_set
+from ocppj.versions import V21, V201, OcppVersion
 
 VERSIONS = [V21, V201]
 BOOT = {"reason": "PowerUp", "chargingStation": {"model": "Ara", "vendorName": "dcbel"}}
@@ -189,3 +189,19 @@ def test_action_of_another_version_is_a_key_error() -> None:
     assert "NotifyDERAlarm" not in schema_set(V201).actions
     with pytest.raises(KeyError):
         schema_set(V201).check("NotifyDERAlarm", REQUEST, {})
+
+
+def test_send_messages_have_their_own_schema_without_a_suffix() -> None:
+    """2.1 SEND (type 6): NotifyPeriodicEventStream.json validates; 2.0.1 has no SEND at all."""
+    assert schema_set(V21).send_actions == frozenset({"NotifyPeriodicEventStream"})
+    assert schema_set(V201).send_actions == frozenset()
+    stream = {
+        "id": 1,
+        "pending": 0,
+        "basetime": "2026-07-15T18:00:00Z",
+        "data": [{"t": 0, "v": "1"}],
+    }
+    schema_set(V21).check("NotifyPeriodicEventStream", SEND, stream)
+    with pytest.raises(RpcError) as caught:
+        schema_set(V21).check("NotifyPeriodicEventStream", SEND, {"id": 1})
+    assert caught.value.code == ErrorCode.OCCURRENCE_CONSTRAINT_VIOLATION

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from csms.protocol.errors import UNREADABLE_MESSAGE_ID, ErrorCode, RpcError
+from ocppj.errors import UNREADABLE_MESSAGE_ID, ErrorCode, RpcError
 
 CALL = 2
 CALLRESULT = 3

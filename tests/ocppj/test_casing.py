@@ -22,9 +22,9 @@ from ocpp.v21.datatypes import (
     LimitAtSoCType,
 )
 
-from csms.protocol.casing import fold, payload_of, to_spec
-from csms.protocol.schemas import REQUEST, RESPONSE, schema_set
-from csms.protocol.versions import V21, V201, OcppVersion
+from ocppj.casing import fold, payload_of, to_spec
+from ocppj.schemas import REQUEST, RESPONSE, schema_set
+from ocppj.versions import V21, V201, OcppVersion
 
 VERSIONS = [V21, V201]
 SAMPLE_FORMATS = {"date-time": "2025-07-01T17:00:00Z", "uri": "https://csms.example/r/1"}

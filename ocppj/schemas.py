@@ -13,8 +13,8 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from csms.protocol.errors import ErrorCode, RpcError
-from csms.protocol.versions import OcppVersion, schema_dir
+from ocppj.errors import ErrorCode, RpcError
+from ocppj.versions import OcppVersion, schema_dir
 
 # Which CALLERROR a failed schema keyword earns. OCPP 2.0.1 / 2.1 Part 4 ("Valid Error Codes"):
 #   ProtocolError                  "Payload for Action is not conform the PDU structure"
@@ -67,6 +67,9 @@ _PRIORITY: dict[ErrorCode, int] = {
 
 REQUEST = "Request"
 RESPONSE = "Response"
+# A 2.1 SEND message (type 6) is never answered; its schema is named after the action alone
+# (NotifyPeriodicEventStream.json), with no Request/Response suffix.
+SEND = ""
 
 
 class SchemaSet:
@@ -83,6 +86,16 @@ class SchemaSet:
         names = (entry.name for entry in schema_dir(self.version).iterdir())
         return frozenset(
             n.removesuffix("Request.json") for n in names if n.endswith("Request.json")
+        )
+
+    @cached_property
+    def send_actions(self) -> frozenset[str]:
+        """Actions sent as SEND (type 6): schema files with neither suffix."""
+        names = (entry.name for entry in schema_dir(self.version).iterdir())
+        return frozenset(
+            n.removesuffix(".json")
+            for n in names
+            if n.endswith(".json") and not n.endswith(("Request.json", "Response.json"))
         )
 
     def raw_schema(self, action: str, direction: str) -> dict[str, Any]:
@@ -108,6 +121,10 @@ class SchemaSet:
         return found
 
     def _require(self, action: str, direction: str) -> None:
+        if direction == SEND:
+            if action not in self.send_actions:
+                raise KeyError(f"OCPP {self.version.name} has no SEND message {action!r}")
+            return
         if action not in self.actions:
             raise KeyError(f"OCPP {self.version.name} has no action {action!r}")
         if direction not in (REQUEST, RESPONSE):
