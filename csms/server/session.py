@@ -130,6 +130,17 @@ class StationSession:
                     self._abusive = True
                     await self.connection.close(CLOSE_POLICY_VIOLATION, "too many pending CALLs")
                     return
+                if "\\u0000" in raw and _has_nul(frame.payload):
+                    # Valid JSON, but no database text column holds NUL (PostgreSQL refuses
+                    # it): refuse it here, clearly, rather than fail in the store.
+                    await self._answer_error(
+                        RpcError(
+                            ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+                            "NUL characters (\\u0000) are not allowed in OCPP strings",
+                            message_id=frame.message_id,
+                        )
+                    )
+                    return
                 self._inbox.put_nowait(frame)
             case frames.CallError(result_error=True):
                 # 2.1: the station found one of our CALLRESULTs invalid. Nothing of ours waits
@@ -351,6 +362,16 @@ class StationSession:
             session.add(entry)
 
         self.services.writer.write_later(unit, label="journal")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 async def _run_after(action: Any) -> None:

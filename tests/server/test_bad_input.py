@@ -100,6 +100,17 @@ ERRORS: list[tuple[str, Any, str, str]] = [
         "ProtocolError",
         "m-extra",
     ),
+    (
+        "NUL character in a string (no database text column can hold it)",
+        [
+            2,
+            "m-nul",
+            "BootNotification",
+            {**BOOT, "chargingStation": {"model": "A\x00", "vendorName": "x"}},
+        ],
+        "PropertyConstraintViolation",
+        "m-nul",
+    ),
     ("binary frame", b'[2, "m-bin", "Heartbeat", {}]', "FormatViolation", "m-bin"),
     ("binary garbage", b"\xff\x00\xfe", "FormatViolation", "-1"),
 ]
