@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from csms.handlers.common import insert_ignoring_duplicates, instant, int32, note_seen
+from csms.handlers.common import insert_ignoring_duplicates, instant, int32, touch
 from csms.handlers.context import HandlerContext, Payload
 from csms.store.models import MeterSample
 
@@ -57,7 +57,7 @@ async def meter_values(ctx: HandlerContext, req: Payload) -> Payload:
 
     async def unit(session: AsyncSession) -> None:
         await store_samples(session, rows)
+        await touch(session, ctx.station_id)
 
     await ctx.write(unit)
-    note_seen(ctx)
     return {}

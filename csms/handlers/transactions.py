@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.handlers.authorization import id_token_info
-from csms.handlers.common import insert_if_new, instant, int32, note_seen
+from csms.handlers.common import insert_if_new, instant, int32, touch
 from csms.handlers.context import HandlerContext, Payload
 from csms.handlers.meter_values import sample_rows, store_samples
 from csms.store.models import Transaction, TransactionEventRecord
@@ -82,17 +82,18 @@ async def transaction_event(ctx: HandlerContext, req: Payload) -> Payload:
         if id_token is not None:  # an event carrying a token is answered with its status
             info = await id_token_info(session, id_token, now, accept_unknown)
         if not await insert_if_new(session, TransactionEventRecord, _record(event)):
+            await touch(session, event.station_id)
             return Outcome(True, None, 0, info)
         tx, missing_before = await apply_event(session, event)
         rows = sample_rows(
             event.station_id, tx.evse_id, req.get("meterValue", []), event.transaction_id
         )
         await store_samples(session, rows)
+        await touch(session, event.station_id)
         return Outcome(False, missing_before, len(rows), info)
 
     outcome = await ctx.write(unit)
     _log(event, outcome)
-    note_seen(ctx)
     return {"idTokenInfo": outcome.id_token_info} if outcome.id_token_info else {}
 
 
