@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[kind] = run_one(kind, args, Path(tmp))
     report = {
         "benchmark": "connections",
-        "command": " ".join(sys.argv),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "settings": {k: getattr(args, k) for k in ("stations", "duration", "rate", "clients")},
