@@ -48,13 +48,7 @@ async def boot_notification(ctx: HandlerContext, req: Payload) -> Payload:
 
 async def heartbeat(ctx: HandlerContext, req: Payload) -> Payload:
     """G02: the answer carries our time; last-seen is updated without delaying the answer."""
-
-    async def unit(session: AsyncSession) -> None:
-        station = await session.get(Station, ctx.station_id)
-        if station is not None:
-            station.last_seen = utcnow()
-
-    ctx.services.writer.write_later(unit, label="heartbeat")
+    ctx.services.writer.touch(ctx.station_id)
     return {"currentTime": iso(ctx.now())}
 
 

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from csms.handlers.context import HandlerContext
 from csms.handlers.routes import ROUTES, SEND_ROUTES
-from csms.store.models import JournalEntry
+from csms.store.types import utcnow
 from ocppj import frames
 from ocppj.errors import ErrorCode, RpcError
 from ocppj.schemas import REQUEST, RESPONSE, SEND, schema_set
@@ -356,12 +356,7 @@ class StationSession:
     def _journal(self, direction: str, raw: str | bytes) -> None:
         if not self.services.settings.journal:
             return
-        entry = _journal_entry(self.station_id, direction, raw)
-
-        async def unit(session: Any) -> None:
-            session.add(entry)
-
-        self.services.writer.write_later(unit, label="journal")
+        self.services.writer.journal(_journal_row(self.station_id, direction, raw))
 
 
 def _has_nul(value: Any) -> bool:
@@ -390,7 +385,8 @@ def _preview(raw: str | bytes) -> str:
     return text[:200]
 
 
-def _journal_entry(station_id: str, direction: str, raw: str | bytes) -> JournalEntry:
+def _journal_row(station_id: str, direction: str, raw: str | bytes) -> dict[str, Any]:
+    """The columns of one JournalEntry, for the writer's bulk insert."""
     text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
     message_type, message_id, action = 0, "", ""
     try:
@@ -403,14 +399,15 @@ def _journal_entry(station_id: str, direction: str, raw: str | bytes) -> Journal
                 action = str(data[2])[:64]
     except (orjson.JSONDecodeError, TypeError):
         pass
-    return JournalEntry(
-        station_id=station_id,
-        direction=direction,
-        message_type=message_type,
-        message_id=_storable(message_id),
-        action=_storable(action),
-        frame=_storable(text[:65536]),
-    )
+    return {
+        "station_id": station_id,
+        "direction": direction,
+        "message_type": message_type,
+        "message_id": _storable(message_id),
+        "action": _storable(action),
+        "frame": _storable(text[:65536]),
+        "at": utcnow(),
+    }
 
 
 _KNOWN_TYPES = (

@@ -1,10 +1,18 @@
 """Group commit: many stations' writes in one database transaction, each acknowledged after it.
 
 A handler submits a unit of work (an async function of a session) and awaits it; the writer
-runs every unit waiting at that moment inside one transaction, each in its own SAVEPOINT so a
-failing unit is rolled back alone, commits once, and only then resolves the futures. So a
-station's message is answered only after what it carries is committed (durability), while a
-burst of thousands of messages costs a handful of commits instead of thousands.
+runs every unit waiting at that moment in one transaction, commits once, and only then resolves
+the futures. So a station's message is answered only after what it carries is committed
+(durability), while a burst of thousands of messages costs a handful of commits.
+
+Units run without a SAVEPOINT each: through SQLAlchemy and aiosqlite a savepoint costs several
+milliseconds per unit, ten times the unit itself (bench/RESULTS.md). A unit that fails rolls
+back the whole batch; the writer then runs every unit of that batch again in a transaction of
+its own, so the failure stays with its unit and the others commit. Units must therefore be
+safe to run twice (they are functions of the session, building their rows inside).
+
+Two kinds of writes nobody waits for ride along in bulk instead of as units: journal rows (one
+multi-row INSERT per batch) and stations' last-seen instants (coalesced, one UPDATE each).
 """
 
 from __future__ import annotations
@@ -12,17 +20,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.store.db import Database
+from csms.store.models import JournalEntry, Station
+from csms.store.types import utcnow
 
 T = TypeVar("T")
 Unit = Callable[[AsyncSession], Awaitable[Any]]
 
 log = structlog.get_logger(__name__)
+
+# How long rows nobody waits for (journal, last-seen) may wait for a batch to ride along with.
+SIDE_ROWS_FLUSH_S = 0.5
 
 
 @dataclass(slots=True)
@@ -31,6 +46,15 @@ class _Pending:
     future: asyncio.Future[Any] | None
     label: str = ""
     result: Any = field(default=None)
+
+
+@dataclass(slots=True)
+class _SideRows:
+    journal: list[dict[str, Any]] = field(default_factory=list)
+    seen: dict[str, datetime] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.journal or self.seen)
 
 
 class WriterClosedError(RuntimeError):
@@ -42,10 +66,12 @@ class GroupWriter:
         self._db = db
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._side = _SideRows()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.commits = 0
         self.units = 0
+        self.isolations = 0  # batches re-run unit by unit after a failure
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-writer")
@@ -59,9 +85,19 @@ class GroupWriter:
         return await future
 
     def write_later(self, unit: Unit, label: str = "") -> None:
-        """Queue a write nobody waits for (journal, last-seen); committed with the next batch."""
+        """Queue a unit nobody waits for; committed with the next batch."""
         if not self._closed:
             self._queue.put_nowait(_Pending(unit, None, label))
+
+    def journal(self, row: dict[str, Any]) -> None:
+        """Queue one message-journal row (the columns of JournalEntry) for the next batch."""
+        if not self._closed:
+            self._side.journal.append(row)
+
+    def touch(self, station_id: str, at: datetime | None = None) -> None:
+        """Record that a station was heard from; the latest instant per station is written."""
+        if not self._closed:
+            self._side.seen[station_id] = at or utcnow()
 
     async def close(self) -> None:
         """Commit everything queued, then stop."""
@@ -75,46 +111,69 @@ class GroupWriter:
     async def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = await self._queue.get()
-            batch: list[_Pending] = []
-            if first is None:
+            batch, stopping = await self._next_batch()
+            side, self._side = self._side, _SideRows()
+            if batch or side:
+                await self._commit(batch, side)
+
+    async def _next_batch(self) -> tuple[list[_Pending], bool]:
+        try:
+            first = await asyncio.wait_for(self._queue.get(), SIDE_ROWS_FLUSH_S)
+        except TimeoutError:
+            return [], False
+        if first is None:
+            return [], True
+        batch, stopping = [first], False
+        while len(batch) < self._max_batch and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
                 stopping = True
             else:
-                batch.append(first)
-            while len(batch) < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stopping = True
-                    continue
                 batch.append(item)
-            if batch:
-                await self._commit(batch)
+        return batch, stopping
 
-    async def _commit(self, batch: list[_Pending]) -> None:
-        outcomes: list[BaseException | None] = []
+    async def _commit(self, batch: list[_Pending], side: _SideRows) -> None:
         try:
             async with self._db.sessions() as session, session.begin():
                 for item in batch:
-                    outcomes.append(await self._run_unit(session, item))
-        except Exception as exc:  # the commit itself failed: nothing in the batch is durable
-            log.error("store.commit_failed", error=str(exc), units=len(batch))
-            for item in batch:
-                _settle(item, exc)
+                    item.result = await item.unit(session)
+                await _write_side_rows(session, side)
+        except Exception as exc:
+            if len(batch) <= 1 and not side:
+                self._fail(batch, exc)
+            else:
+                await self._isolate(batch, side, exc)
             return
         self.commits += 1
         self.units += len(batch)
-        for item, outcome in zip(batch, outcomes, strict=True):
-            _settle(item, outcome)
+        for item in batch:
+            _settle(item, None)
+
+    async def _isolate(self, batch: list[_Pending], side: _SideRows, cause: Exception) -> None:
+        """Run each unit of a failed batch in a transaction of its own."""
+        self.isolations += 1
+        log.warning("store.batch_isolated", units=len(batch), cause=repr(cause))
+        for item in batch:
+            await self._commit([item], _SideRows())
+        if side:
+            await self._commit([], side)
 
     @staticmethod
-    async def _run_unit(session: AsyncSession, item: _Pending) -> BaseException | None:
-        try:
-            async with session.begin_nested():
-                item.result = await item.unit(session)
-        except Exception as exc:
+    def _fail(batch: list[_Pending], exc: Exception) -> None:
+        for item in batch:
             log.warning("store.unit_failed", unit=item.label, error=repr(exc))
-            return exc
-        return None
+            _settle(item, exc)
+        if not batch:
+            log.error("store.side_rows_lost", error=repr(exc))
+
+
+async def _write_side_rows(session: AsyncSession, side: _SideRows) -> None:
+    if side.journal:
+        await session.execute(insert(JournalEntry), side.journal)
+    if side.seen:
+        await session.execute(
+            update(Station), [{"id": sid, "last_seen": at} for sid, at in side.seen.items()]
+        )
 
 
 def _settle(item: _Pending, outcome: BaseException | None) -> None:
