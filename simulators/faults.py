@@ -52,8 +52,3 @@ class FaultPlan:
             return NO_DERATE
         index = bisect_right([t for t, _ in self.derate], elapsed_s) - 1
         return NO_DERATE if index < 0 else Derate(heat=self.derate[index][1])
-
-    def next_drop_after(self, elapsed_s: float) -> float | None:
-        """The first planned drop strictly after `elapsed_s`, or None."""
-        index = bisect_right(self.drop_connection_at_s, elapsed_s)
-        return self.drop_connection_at_s[index] if index < len(self.drop_connection_at_s) else None

@@ -68,7 +68,7 @@ PHYSICS_STEP_S = 5.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 DEFAULT_HEARTBEAT_S = 300
-BOOT_RETRY_DEFAULT_S = 60
+BOOT_RETRY_S = 60
 # DER control types a 2.1 unit with an integrated UL 1741 SB inverter executes (R04). assumed:
 # no product sheet lists OCPP DER control support; the must-trip curves stay with the inverter.
 DER_CONTROL_TYPES = frozenset(
@@ -434,8 +434,12 @@ class SimulatedStation:
                 self.heartbeat_interval_s = interval or DEFAULT_HEARTBEAT_S
                 self._timers.reboot_reason = ""
                 return
-            self.registered = False  # B02/B03: only BootNotification until accepted
-            await self._sleep_wall(self.clock.wall_seconds(interval or BOOT_RETRY_DEFAULT_S))
+            self.registered = False
+            # B02: while Pending the CSMS may ask for reports or set variables; what it asks
+            # for is sent meanwhile. Then boot again after the interval (sim seconds).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.clock.wall_seconds(interval or BOOT_RETRY_S)):
+                    await self._send_loop(conn)
 
     def _boot_payload(self) -> dict[str, Any]:
         return {
@@ -515,7 +519,7 @@ class SimulatedStation:
         on_answer: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> None:
         """Queue a message. Offline, only transaction messages wait (E04); others are moot."""
-        if not transactional and not self.online:
+        if not transactional and not self.connected:
             if on_answer is not None:
                 on_answer(None)
             return
@@ -700,7 +704,8 @@ class SimulatedStation:
         now = self.clock.now()
         self._advance(now)
         evse.authorized = True
-        evse.allowed_transfer = tuple((answer or {}).get("allowedEnergyTransfer") or ())  # Q01
+        if answer is not None and "allowedEnergyTransfer" in answer:  # Q01
+            evse.allowed_transfer = tuple(answer["allowedEnergyTransfer"])
         evse.remote_start_id = start.get("remoteStartId")
         self._refresh_v2x(evse)
         trigger = "RemoteStart" if "remoteStartId" in start else "Authorized"
