@@ -58,6 +58,7 @@ def run(label: str, count: int, hold_s: float, speed: float, args: argparse.Name
             str(Path(sys.executable).with_name("csms-sim")), "fleet", "--url", f"{server.url}/ocpp",
             "--count", str(count), "--mix", args.mix, "--behaviour", "always",
             "--duration", str(hold_s), "--ramp", str(args.ramp), "--json",
+            "--max-booting", str(args.max_booting),
             "--log-level", "error",
         ]  # fmt: skip
         if speed != 1.0:
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--fast-hold", type=float, default=60.0, help="wall seconds")
     parser.add_argument("--mix", default="residential", choices=["residential", "bus", "all"])
     parser.add_argument("--ramp", type=float, default=200.0, help="connections per second")
+    parser.add_argument("--max-booting", type=int, default=500, help="stations booting at once")
     parser.add_argument("--skip-hold", action="store_true", help="only the accelerated run")
     parser.add_argument("--skip-fast", action="store_true", help="only the real-time hold")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")

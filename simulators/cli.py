@@ -401,6 +401,9 @@ def fleet(
         ),
     ] = None,
     ramp: Annotated[float, typer.Option(min=0.1, help="New connections per second.")] = 200.0,
+    max_booting: Annotated[
+        int, typer.Option(min=1, help="Stations connecting or booting at once during the ramp.")
+    ] = 100,
     boot_guard: Annotated[
         float, typer.Option(min=0, help="Longest wait, wall s, for every station to boot.")
     ] = 300.0,
@@ -417,7 +420,7 @@ def fleet(
     from simulators.fleet import Fleet
 
     try:
-        runner = Fleet(chosen, endpoint, clock, ramp_per_s=ramp)
+        runner = Fleet(chosen, endpoint, clock, ramp_per_s=ramp, max_booting=max_booting)
     except ScenarioError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scenario") from None
     total = len(runner.members)

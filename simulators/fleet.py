@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # the engine is imported where it is used: planning works wit
 log = structlog.get_logger("simulators.fleet")
 
 DEFAULT_RAMP_PER_S = 200.0  # new connections per wall second
+DEFAULT_MAX_BOOTING = 100  # stations connecting or booting at once during the ramp
+RAMP_POLL_S = 0.02
 PLAN_CHUNK = timedelta(days=1)  # behaviour is planned one simulated day ahead
 STOP_GUARD_S = 30.0  # hang guard for stopping every station
 DRIVER_TICK_S = 0.5  # longest wall sleep of the behaviour driver (so a stop is noticed)
@@ -282,9 +284,10 @@ class Fleet:
         url: str,
         clock: Clock,
         ramp_per_s: float = DEFAULT_RAMP_PER_S,
+        max_booting: int = DEFAULT_MAX_BOOTING,
     ) -> None:
         self.scenario, self.url, self.clock = scenario, url, clock
-        self.ramp_per_s = ramp_per_s
+        self.ramp_per_s, self.max_booting = ramp_per_s, max(1, max_booting)
         self.start = clock.now()
         self.members: list[_Member] = []
         self._pending: list[tuple[datetime, int, int, PlugEvent]] = []  # heap
@@ -321,15 +324,24 @@ class Fleet:
         return self._stop.is_set()
 
     async def _ramp(self) -> None:
+        """Start stations at `ramp_per_s`, and never more than `max_booting` at once that have
+        not booted yet: when the CSMS accepts handshakes slower than the rate, the ramp waits
+        for it instead of piling up handshakes that time out and retry (a stampede)."""
         started = time.monotonic()
-        for member, delay in zip(
-            self.members, ramp_delays(len(self.members), self.ramp_per_s), strict=True
-        ):
+        booting: list[_Member] = []
+        delays = ramp_delays(len(self.members), self.ramp_per_s)
+        for member, delay in zip(self.members, delays, strict=True):
             wait = started + delay - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+            while not self._stop.is_set():
+                booting = [m for m in booting if not m.station.snapshot().registered]
+                if len(booting) < self.max_booting:
+                    break
+                await asyncio.sleep(RAMP_POLL_S)
             if self._stop.is_set():
                 return
+            booting.append(member)
             self._tasks.append(asyncio.create_task(self._run_station(member)))
 
     async def _run_station(self, member: _Member) -> None:
