@@ -136,10 +136,12 @@ async def pull_dynamic_schedule_update(ctx: HandlerContext, req: Payload) -> Pay
 
 
 def schedule_update(record: ChargingProfileRecord, now: datetime) -> dict[str, Any]:
-    """ChargingScheduleUpdateType from the profile's period in force at `now`."""
+    """ChargingScheduleUpdateType: the last update the station accepted for the profile
+    (UpdateDynamicSchedule), else the values of the profile's period in force at `now`."""
+    if record.schedule_update is not None:
+        return record.schedule_update
     # `request` is the SetChargingProfileRequest as sent: {"evseId", "chargingProfile"}.
-    profile = record.request.get("chargingProfile", record.request)
-    schedule = profile["chargingSchedule"][0]
+    schedule = record.request["chargingProfile"]["chargingSchedule"][0]
     started = schedule.get("startSchedule")
     origin = parse_instant(started) if started else (record.answered_at or record.sent_at)
     period = period_at(schedule["chargingSchedulePeriod"], (now - origin).total_seconds())

@@ -216,6 +216,10 @@ class ChargingProfileRecord(SQLModel, table=True):
     request: dict[str, Any] = _json()
     sent_at: datetime = _at(default_factory=utcnow)
     answered_at: datetime | None = _at(default=None)
+    # Dynamic profiles (2.1): the last UpdateDynamicSchedule `scheduleUpdate` the station
+    # accepted for this profile; a PullDynamicScheduleUpdate is answered with it (Q04).
+    schedule_update: dict[str, Any] | None = _json(default=None)
+    schedule_updated_at: datetime | None = _at(default=None)
 
 
 class StationReport(SQLModel, table=True):

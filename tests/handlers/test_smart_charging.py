@@ -236,3 +236,16 @@ async def test_Q04_pull_dynamic_schedule_update_answers_the_current_period(csms)
     for refused in (rejected, unknown):
         assert refused.status == "Rejected" and refused.schedule_update is None
         assert refused.status_info["reason_code"] == "UnknownProfile"
+
+
+async def test_Q04_pull_answers_the_last_accepted_dynamic_update(csms) -> None:
+    pushed = {"limit": 11000, "dischargeLimit": -9600, "setpoint": -7200}
+    record = profile_record("CP-Q04U", 41, "Accepted", dynamic_profile(41, datetime.now(UTC)))
+    record.schedule_update = pushed
+    record.schedule_updated_at = datetime.now(UTC)
+    async with connected(csms, "CP-Q04U") as station:
+        await station.call(call21.Heartbeat())
+        await add(csms, record)
+        answer = await station.call(call21.PullDynamicScheduleUpdate(charging_profile_id=41))
+    assert answer.status == "Accepted"
+    assert answer.schedule_update == {"limit": 11000, "discharge_limit": -9600, "setpoint": -7200}
