@@ -596,7 +596,9 @@ def main(argv: list[str] | None = None) -> int:
         print_table(runs)
         for name, self_pct, incl_pct in report.get("profile_top", []):
             print(f"  profile {self_pct:5.1f}% self {incl_pct:5.1f}% incl  {name}")
-    return 0 if all(run.errors == 0 for run in runs.values()) else 1
+    # Errors (timeouts, CALLERRORs) are results to read, not a failed benchmark: `make bench`
+    # goes on to its other benchmarks. A crash still exits non-zero.
+    return 0
 
 
 if __name__ == "__main__":
