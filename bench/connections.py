@@ -597,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, self_pct, incl_pct in report.get("profile_top", []):
             print(f"  profile {self_pct:5.1f}% self {incl_pct:5.1f}% incl  {name}")
     # Errors (timeouts, CALLERRORs) are results to read, not a failed benchmark: `make bench`
-    # goes on to its other benchmarks. A crash still exits non-zero.
+    # goes on to its other benchmarks. A server that cannot start still exits non-zero.
     return 0
 
 
