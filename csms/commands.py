@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from csms import boot_config
 from csms.gate import FOUNDATION_CHECKS, GateCheck, GateDecision, check_discharge
@@ -34,6 +34,7 @@ from csms.handlers.provisioning import upsert_variable
 from csms.server.session import CallFailedError
 from csms.store.models import ChargingProfileRecord, DeviceVariable, Station, VariableSetResult
 from csms.store.types import utcnow
+from csms.store.writer import fresh
 from ocppj.casing import payload_of
 from ocppj.errors import RpcError
 from ocppj.schemas import REQUEST, schema_set
@@ -409,15 +410,15 @@ class Commands:
         # `rows` follow `plan` one to one (batches keep the order).
         accepted = [s for s, row in zip(plan, rows, strict=True) if row.status == "Accepted"]
 
-        async def unit(session: AsyncSession) -> None:
-            station = await session.get(Station, station_id)
+        def unit(session: Session) -> None:
+            station = session.get(Station, station_id)
             if station is None:  # never registered: nothing to record against
                 return
-            session.add_all(rows)
+            session.add_all(fresh(row) for row in rows)
             # The station confirmed these values: the stored device model follows, so the
             # next boot compares against what the station now has.
             for setting in accepted:
-                await upsert_variable(session, station_id, _device_row(setting))
+                upsert_variable(session, station_id, _device_row(setting))
             if configured:
                 station.boot_configured_at = utcnow()
 
@@ -518,11 +519,12 @@ class Commands:
         record.origin = origin
         record.discharges = discharges
 
-        async def unit(session: AsyncSession) -> int:
-            session.add(record)
-            await session.flush()
-            assert record.id is not None
-            return record.id
+        def unit(session: Session) -> int:
+            row = fresh(record)
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            return row.id
 
         return await self.services.writer.write(unit, label="charging-profile")
 
@@ -542,10 +544,11 @@ class Commands:
         record.status = "Refused"
         record.status_reason = f"{decision.check}: {decision.reason}"[:1000]
 
-        async def unit(session: AsyncSession) -> int | None:
-            session.add(record)
-            await session.flush()
-            return record.id
+        def unit(session: Session) -> int | None:
+            row = fresh(record)
+            session.add(row)
+            session.flush()
+            return row.id
 
         try:
             return await self.services.writer.write(unit, label="charging-profile")
@@ -558,15 +561,15 @@ class Commands:
         reason = _answer_reason(result)
         answered = utcnow()
 
-        async def unit(session: AsyncSession) -> None:
-            record = await session.get(ChargingProfileRecord, record_id)
+        def unit(session: Session) -> None:
+            record = session.get(ChargingProfileRecord, record_id)
             if record is None:
                 return
             record.status = status
             record.status_reason = reason
             record.answered_at = answered
             if status == "Accepted":  # K01.FR.05: the same id replaces the profile in place
-                await _mark(session, record.station_id, "Replaced", _same_id(record))
+                _mark(session, record.station_id, "Replaced", _same_id(record))
 
         await self.services.writer.write(unit, label="charging-profile")
 
@@ -585,8 +588,8 @@ class Commands:
                 and ("stackLevel" not in criteria or record.stack_level == criteria["stackLevel"])
             )
 
-        async def unit(session: AsyncSession) -> None:
-            await _mark(session, station_id, "Cleared", matches)
+        def unit(session: Session) -> None:
+            _mark(session, station_id, "Cleared", matches)
 
         await self.services.writer.write(unit, label="charging-profile")
 
@@ -638,13 +641,13 @@ def _same_id(newer: ChargingProfileRecord) -> Any:
     return matches
 
 
-async def _mark(session: AsyncSession, station_id: str, status: str, matches: Any) -> None:
+def _mark(session: Session, station_id: str, status: str, matches: Any) -> None:
     """Set `status` on the station's Accepted profile records that `matches` selects."""
     query = select(ChargingProfileRecord).where(
         ChargingProfileRecord.station_id == station_id,
         ChargingProfileRecord.status == "Accepted",
     )
-    for record in (await session.execute(query)).scalars():
+    for record in session.execute(query).scalars():
         if matches(record):
             record.status = status
 

@@ -93,15 +93,16 @@ class CentralSystem:
 
 
 async def serve_until_signalled(settings: Settings, *, on_ready: object = None) -> None:
+    # Handlers first: a supervisor may signal as soon as it reads the ready line.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     system = CentralSystem(settings)
     await system.start()
     print(system.banner(), flush=True)
     if not settings.clock.is_real:
         print(settings.clock.describe(), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("csms.stopping")
     await system.stop()

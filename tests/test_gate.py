@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from csms.gate import (
     FOUNDATION_CHECKS,
@@ -81,7 +81,7 @@ async def _decide(csms: Any, station_id: str, version: Any, request: dict[str, A
 
 
 async def _station(csms: Any, station_id: str, version: str, negative: bool = False) -> None:
-    async def unit(session: AsyncSession) -> None:
+    def unit(session: Session) -> None:
         session.add(Station(id=station_id, ocpp_version=version, accepts_negative_limits=negative))
 
     await csms.services.writer.write(unit)

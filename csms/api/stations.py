@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from csms.api import views
 from csms.api.deps import get_services
@@ -123,10 +123,13 @@ async def patch_station(
     if password is not None and changes.get("security_profile") == 0:
         raise HTTPException(422, detail="a password switches to security profile 1, not 0")
     # bcrypt costs tens of milliseconds of CPU: keep it off the event loop.
-    password_hash = await asyncio.to_thread(hash_password, password) if password else None
+    try:
+        password_hash = await asyncio.to_thread(hash_password, password) if password else None
+    except ValueError as exc:  # e.g. over bcrypt's 72 bytes once encoded as UTF-8
+        raise HTTPException(422, detail=str(exc)) from None
 
-    async def unit(session: AsyncSession) -> Station | None:
-        station = await session.get(Station, station_id)
+    def unit(session: Session) -> Station | None:
+        station = session.get(Station, station_id)
         if station is None:
             return None
         _apply_settings(station, changes, password_hash)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from csms.handlers.common import answer_has_field, note_seen
 from csms.handlers.context import HandlerContext, Payload
@@ -35,14 +35,14 @@ AUTHORIZATION_STATUSES = frozenset(
 NO_AUTHORIZATION = "NoAuthorization"
 
 
-async def id_token_info(
-    session: AsyncSession, id_token: Payload, now: datetime, accept_unknown: bool
+def id_token_info(
+    session: Session, id_token: Payload, now: datetime, accept_unknown: bool
 ) -> Payload:
     """IdTokenInfoType for a token: its stored status (Expired once past its expiry), or for
     a token not in the table, Accepted or Unknown as the policy says."""
     if id_token["type"] == NO_AUTHORIZATION:
         return {"status": "Accepted"}
-    row = await find_id_token(session, id_token["idToken"], id_token["type"])
+    row = find_id_token(session, id_token["idToken"], id_token["type"])
     if row is None:
         return {"status": "Accepted" if accept_unknown else "Unknown"}
     info: Payload = {"status": _status(row, now)}
@@ -53,16 +53,16 @@ async def id_token_info(
     return info
 
 
-async def find_id_token(session: AsyncSession, token: str, kind: str) -> IdToken | None:
+def find_id_token(session: Session, token: str, kind: str) -> IdToken | None:
     """The row of a token; the spec calls IdToken case-insensitive, so an exact match first,
     then one ignoring case."""
-    row = await session.get(IdToken, (token, kind))
+    row = session.get(IdToken, (token, kind))
     if row is not None:
         return row
     query = select(IdToken).where(
         func.lower(IdToken.id_token) == token.lower(), IdToken.type == kind
     )
-    return (await session.execute(query.limit(1))).scalar_one_or_none()
+    return session.execute(query.limit(1)).scalar_one_or_none()
 
 
 def _status(row: IdToken, now: datetime) -> str:
@@ -77,10 +77,9 @@ def _status(row: IdToken, now: datetime) -> str:
 async def authorize(ctx: HandlerContext, req: Payload) -> Payload:
     """C01: is this token allowed to charge here; on 2.1 also which energy transfer (Q01)."""
     policies = ctx.services.policies
+    now, accept_unknown = ctx.now(), policies.accept_unknown_id_tokens
     async with ctx.services.db.read() as session:
-        info = await id_token_info(
-            session, req["idToken"], ctx.now(), policies.accept_unknown_id_tokens
-        )
+        info = await session.run_sync(id_token_info, req["idToken"], now, accept_unknown)
     answer: Payload = {"idTokenInfo": info}
     if info["status"] == "Accepted" and answer_has_field(
         ctx.version, "Authorize", "allowedEnergyTransfer"

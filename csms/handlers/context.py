@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from ocppj.versions import OcppVersion
 
@@ -29,7 +29,7 @@ class HandlerContext:
     def now(self) -> datetime:
         return self.services.clock.now()
 
-    async def write(self, unit: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def write(self, unit: Callable[[Session], T]) -> T:
         """Commit `unit` before the reply is sent (a station is acknowledged only after it)."""
         return await self.services.writer.write(unit, label=self.station_id)
 

@@ -4,7 +4,7 @@ them NotImplemented before they get here."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from csms.handlers.common import instant, store_report
 from csms.handlers.context import HandlerContext, Payload
@@ -13,17 +13,17 @@ from csms.store.models import DerAlarm
 
 async def notify_der_alarm(ctx: HandlerContext, req: Payload) -> Payload:
     """R05: an inverter alarm (e.g. an over-voltage trip) started or ended."""
-    alarm = DerAlarm(
-        station_id=ctx.station_id,
-        control_type=req["controlType"],
-        grid_event_fault=req.get("gridEventFault", ""),
-        alarm_ended=req.get("alarmEnded", False),
-        timestamp=instant(req["timestamp"], "timestamp"),
-        extra_info=req.get("extraInfo", ""),
-    )
+    fields = {
+        "station_id": ctx.station_id,
+        "control_type": req["controlType"],
+        "grid_event_fault": req.get("gridEventFault", ""),
+        "alarm_ended": req.get("alarmEnded", False),
+        "timestamp": instant(req["timestamp"], "timestamp"),
+        "extra_info": req.get("extraInfo", ""),
+    }
 
-    async def unit(session: AsyncSession) -> None:
-        session.add(alarm)
+    def unit(session: Session) -> None:
+        session.add(DerAlarm(**fields))
 
     await ctx.write(unit)
     return {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
-from csms.handlers.common import insert_ignoring_duplicates, instant, int32, touch
+from csms.handlers.common import insert_ignoring_duplicates, instant, int32, note_seen
 from csms.handlers.context import HandlerContext, Payload
 from csms.store.models import MeterSample
 
@@ -46,18 +46,18 @@ def sample_rows(
     return rows
 
 
-async def store_samples(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+def store_samples(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert samples; one the table already holds (an offline replay) is dropped."""
-    await insert_ignoring_duplicates(session, MeterSample, rows)
+    insert_ignoring_duplicates(session, MeterSample, rows)
 
 
 async def meter_values(ctx: HandlerContext, req: Payload) -> Payload:
     """J01/J02: samples outside a transaction (evseId 0 = the station's main meter)."""
     rows = sample_rows(ctx.station_id, int32(req["evseId"], "evseId"), req["meterValue"])
 
-    async def unit(session: AsyncSession) -> None:
-        await store_samples(session, rows)
-        await touch(session, ctx.station_id)
+    def unit(session: Session) -> None:
+        store_samples(session, rows)
 
     await ctx.write(unit)
+    note_seen(ctx)
     return {}

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from csms.handlers.common import instant
 from csms.handlers.context import HandlerContext, Payload
 from csms.store.models import ConnectorStatus, DeviceVariable, Station
 from csms.store.types import utcnow
-from simclock import iso, parse_instant
+from simclock import iso
 
 # How long a Pending/Rejected station waits before booting again (B02.FR.01, B03.FR.01).
 RETRY_INTERVAL_S = 60
@@ -23,8 +24,8 @@ async def boot_notification(ctx: HandlerContext, req: Payload) -> Payload:
     policy = ctx.services.policies.boot_status
     status = await policy(ctx.station_id, req) if policy else "Accepted"
 
-    async def unit(session: AsyncSession) -> bool:
-        station = await session.get(Station, ctx.station_id) or Station(id=ctx.station_id)
+    def unit(session: Session) -> bool:
+        station = session.get(Station, ctx.station_id) or Station(id=ctx.station_id)
         station.vendor = cs["vendorName"]
         station.model = cs["model"]
         station.serial_number = cs.get("serialNumber", "")
@@ -54,11 +55,11 @@ async def heartbeat(ctx: HandlerContext, req: Payload) -> Payload:
 
 async def status_notification(ctx: HandlerContext, req: Payload) -> Payload:
     """G01: connector status per EVSE and connector."""
-    at = parse_instant(req["timestamp"])
+    at = instant(req["timestamp"], "timestamp")  # malformed: TypeConstraintViolation
 
-    async def unit(session: AsyncSession) -> None:
+    def unit(session: Session) -> None:
         key = (ctx.station_id, req["evseId"], req["connectorId"])
-        row = await session.get(ConnectorStatus, key)
+        row = session.get(ConnectorStatus, key)
         if row is None:
             row = ConnectorStatus(
                 station_id=ctx.station_id,
@@ -80,9 +81,9 @@ async def notify_report(ctx: HandlerContext, req: Payload) -> Payload:
     """B07/B08: the device model, possibly over several parts (seqNo, tbc); upserted."""
     rows = [row for entry in req.get("reportData", []) for row in _variable_rows(entry)]
 
-    async def unit(session: AsyncSession) -> None:
+    def unit(session: Session) -> None:
         for row in rows:
-            await upsert_variable(session, ctx.station_id, row)
+            upsert_variable(session, ctx.station_id, row)
 
     await ctx.write(unit)
     return {}
@@ -112,11 +113,11 @@ def _variable_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-async def upsert_variable(session: AsyncSession, station_id: str, row: dict[str, Any]) -> None:
+def upsert_variable(session: Session, station_id: str, row: dict[str, Any]) -> None:
     """Insert or update one device-model attribute, keyed by its full identity."""
     identity = {k: row[k] for k in _IDENTITY if k in row}
     query = select(DeviceVariable).filter_by(station_id=station_id, **identity)
-    existing = (await session.execute(query)).scalar_one_or_none()
+    existing = session.execute(query).scalar_one_or_none()
     if existing is None:
         session.add(DeviceVariable(station_id=station_id, **row))
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from csms.handlers.common import instant, int32, store_report
 from csms.handlers.context import HandlerContext, Payload
@@ -42,23 +42,24 @@ def offers_bpt(modes: list[str]) -> bool:
     return any(BPT_MARKER in mode for mode in modes)
 
 
-def ev_charging_needs_row(station_id: str, req: Payload) -> EvChargingNeeds:
-    """The stored form of a NotifyEVChargingNeedsRequest; 2.0.1 simply lacks the V2X fields."""
+def ev_charging_needs_fields(station_id: str, req: Payload) -> dict[str, Any]:
+    """The columns of a NotifyEVChargingNeedsRequest's EvChargingNeeds row; 2.0.1 simply lacks
+    the V2X fields. Reading them checks the instants (before any unit of work runs)."""
     needs = req["chargingNeeds"]
     requested = needs["requestedEnergyTransfer"]
     available = needs.get("availableEnergyTransfer")
     departure = needs.get("departureTime")
-    return EvChargingNeeds(
-        station_id=station_id,
-        evse_id=int32(req["evseId"], "evseId"),
-        requested_energy_transfer=requested,
-        available_energy_transfer=available,
-        control_mode=needs.get("controlMode"),
-        departure_time=instant(departure, "departureTime") if departure else None,
-        offers_bpt=offers_bpt([requested, *(available or [])]),
-        v2x_parameters=needs.get("v2xChargingParameters"),
-        payload=req,
-    )
+    return {
+        "station_id": station_id,
+        "evse_id": int32(req["evseId"], "evseId"),
+        "requested_energy_transfer": requested,
+        "available_energy_transfer": available,
+        "control_mode": needs.get("controlMode"),
+        "departure_time": instant(departure, "departureTime") if departure else None,
+        "offers_bpt": offers_bpt([requested, *(available or [])]),
+        "v2x_parameters": needs.get("v2xChargingParameters"),
+        "payload": req,
+    }
 
 
 async def notify_ev_charging_needs(ctx: HandlerContext, req: Payload) -> Payload:
@@ -67,10 +68,10 @@ async def notify_ev_charging_needs(ctx: HandlerContext, req: Payload) -> Payload
     Accepted means processed (K17): the profile that meets the needs, if any, comes from
     the scheduler afterwards, through commands.
     """
-    row = ev_charging_needs_row(ctx.station_id, req)
+    fields = ev_charging_needs_fields(ctx.station_id, req)
 
-    async def unit(session: AsyncSession) -> None:
-        session.add(row)
+    def unit(session: Session) -> None:
+        session.add(EvChargingNeeds(**fields))
 
     await ctx.write(unit)
     return {"status": "Accepted"}

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from csms.handlers.authorization import id_token_info
-from csms.handlers.common import insert_if_new, instant, int32, touch
+from csms.handlers.common import insert_if_new, instant, int32, note_seen
 from csms.handlers.context import HandlerContext, Payload
 from csms.handlers.meter_values import sample_rows, store_samples
 from csms.store.models import Transaction, TransactionEventRecord
@@ -77,22 +77,21 @@ async def transaction_event(ctx: HandlerContext, req: Payload) -> Payload:
     id_token, now = req.get("idToken"), ctx.now()
     accept_unknown = ctx.services.policies.accept_unknown_id_tokens
 
-    async def unit(session: AsyncSession) -> Outcome:
+    def unit(session: Session) -> Outcome:
         info = None
         if id_token is not None:  # an event carrying a token is answered with its status
-            info = await id_token_info(session, id_token, now, accept_unknown)
-        if not await insert_if_new(session, TransactionEventRecord, _record(event)):
-            await touch(session, event.station_id)
+            info = id_token_info(session, id_token, now, accept_unknown)
+        if not insert_if_new(session, TransactionEventRecord, _record(event)):
             return Outcome(True, None, 0, info)
-        tx, missing_before = await apply_event(session, event)
+        tx, missing_before = apply_event(session, event)
         rows = sample_rows(
             event.station_id, tx.evse_id, req.get("meterValue", []), event.transaction_id
         )
-        await store_samples(session, rows)
-        await touch(session, event.station_id)
+        store_samples(session, rows)
         return Outcome(False, missing_before, len(rows), info)
 
     outcome = await ctx.write(unit)
+    note_seen(ctx)
     _log(event, outcome)
     return {"idTokenInfo": outcome.id_token_info} if outcome.id_token_info else {}
 
@@ -111,11 +110,11 @@ def _record(event: TxEvent) -> dict[str, Any]:
     }
 
 
-async def apply_event(session: AsyncSession, event: TxEvent) -> tuple[Transaction, int | None]:
+def apply_event(session: Session, event: TxEvent) -> tuple[Transaction, int | None]:
     """Upsert the transaction from a first-seen event; returns it and the seqNo expected when
     this event skipped some (a gap is tolerated: the missing ones may still come)."""
     key = (event.station_id, event.transaction_id)
-    tx = await session.get(Transaction, key)
+    tx = session.get(Transaction, key)
     if tx is None:
         # The Started event may be late or lost: until it comes, the first event seen
         # stands for the start.

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -159,8 +159,8 @@ class OcppServer:
     async def _mark_connected(self, station_id: str, version: str, connected: bool) -> None:
         node_id = self.services.settings.node_id
 
-        async def unit(session: AsyncSession) -> None:
-            station = await session.get(Station, station_id)
+        def unit(session: Session) -> None:
+            station = session.get(Station, station_id)
             if station is None:  # auto-registration (--allow-unknown-stations)
                 station = Station(id=station_id)
                 session.add(station)

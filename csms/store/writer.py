@@ -5,11 +5,17 @@ runs every unit waiting at that moment in one transaction, commits once, and onl
 the futures. So a station's message is answered only after what it carries is committed
 (durability), while a burst of thousands of messages costs a handful of commits.
 
-Units run without a SAVEPOINT each: through SQLAlchemy and aiosqlite a savepoint costs several
-milliseconds per unit, ten times the unit itself (bench/RESULTS.md). A unit that fails rolls
-back the whole batch; the writer then runs every unit of that batch again in a transaction of
-its own, so the failure stays with its unit and the others commit. Units must therefore be
-safe to run twice (they are functions of the session, building their rows inside).
+A unit is a plain function of a synchronous ORM session, and a batch runs on one dedicated
+thread through the synchronous driver (sqlite3 / psycopg). Through the async drivers every
+statement of every unit was a round trip through a busy event loop, one after another: the
+writer waited far more than it worked (bench/RESULTS.md). Units must not touch asyncio.
+
+Units run without a SAVEPOINT each: a savepoint costs more than most units. A unit that fails
+rolls back the whole batch; the writer then runs every unit of that batch again in a
+transaction of its own, so the failure stays with its unit and the others commit. Units must
+therefore be safe to run twice: they build their rows inside, or add `fresh(row)` copies (a
+rolled-back row keeps the primary key its flush drew, which PostgreSQL's sequence would hand
+out again).
 
 Two kinds of writes nobody waits for ride along in bulk instead of as units: journal rows (one
 multi-row INSERT per batch) and stations' last-seen instants (coalesced, one UPDATE each).
@@ -18,21 +24,24 @@ multi-row INSERT per batch) and stations' last-seen instants (coalesced, one UPD
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
 
 from csms.store.db import Database
 from csms.store.models import JournalEntry, Station
 from csms.store.types import utcnow
 
 T = TypeVar("T")
-Unit = Callable[[AsyncSession], Awaitable[Any]]
+M = TypeVar("M", bound=SQLModel)
+Unit = Callable[[Session], Any]
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +55,7 @@ class _Pending:
     future: asyncio.Future[Any] | None
     label: str = ""
     result: Any = field(default=None)
+    error: BaseException | None = None
 
 
 @dataclass(slots=True)
@@ -55,6 +65,11 @@ class _SideRows:
 
     def __bool__(self) -> bool:
         return bool(self.journal or self.seen)
+
+
+def fresh(row: M) -> M:
+    """A new, unsaved copy of a row built outside a unit, for the unit to add."""
+    return type(row).model_validate(row.model_dump(exclude={"id"}))
 
 
 class WriterClosedError(RuntimeError):
@@ -68,6 +83,7 @@ class GroupWriter:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._side = _SideRows()
         self._task: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-writer")
         self._closed = False
         self.commits = 0
         self.units = 0
@@ -76,7 +92,7 @@ class GroupWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-writer")
 
-    async def write(self, unit: Callable[[AsyncSession], Awaitable[T]], label: str = "") -> T:
+    async def write(self, unit: Callable[[Session], T], label: str = "") -> T:
         """Run `unit` in the next group transaction; return its result once committed."""
         if self._closed:
             raise WriterClosedError("the store is shutting down")
@@ -107,6 +123,7 @@ class GroupWriter:
         self._queue.put_nowait(None)
         if self._task is not None:
             await self._task
+        self._thread.shutdown(wait=True)
 
     async def _run(self) -> None:
         stopping = False
@@ -133,53 +150,61 @@ class GroupWriter:
         return batch, stopping
 
     async def _commit(self, batch: list[_Pending], side: _SideRows) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._commit_in_thread, batch, side)
+        for item in batch:
+            _settle(item)
+
+    # ---- on the writer thread ----------------------------------------------------------
+
+    def _commit_in_thread(self, batch: list[_Pending], side: _SideRows) -> None:
         try:
-            async with self._db.sessions() as session, session.begin():
-                for item in batch:
-                    item.result = await item.unit(session)
-                await _write_side_rows(session, side)
+            self._transaction(batch, side)
         except Exception as exc:
             if len(batch) <= 1 and not side:
                 self._fail(batch, exc)
             else:
-                await self._isolate(batch, side, exc)
-            return
+                self._isolate(batch, side, exc)
+
+    def _transaction(self, batch: list[_Pending], side: _SideRows) -> None:
+        with self._db.writer_sessions() as session, session.begin():
+            for item in batch:
+                item.result = item.unit(session)
+            _write_side_rows(session, side)
         self.commits += 1
         self.units += len(batch)
-        for item in batch:
-            _settle(item, None)
 
-    async def _isolate(self, batch: list[_Pending], side: _SideRows, cause: Exception) -> None:
+    def _isolate(self, batch: list[_Pending], side: _SideRows, cause: Exception) -> None:
         """Run each unit of a failed batch in a transaction of its own."""
         self.isolations += 1
         log.warning("store.batch_isolated", units=len(batch), cause=repr(cause))
         for item in batch:
-            await self._commit([item], _SideRows())
+            self._commit_in_thread([item], _SideRows())
         if side:
-            await self._commit([], side)
+            self._commit_in_thread([], side)
 
     @staticmethod
     def _fail(batch: list[_Pending], exc: Exception) -> None:
         for item in batch:
             log.warning("store.unit_failed", unit=item.label, error=repr(exc))
-            _settle(item, exc)
+            item.error = exc
         if not batch:
             log.error("store.side_rows_lost", error=repr(exc))
 
 
-async def _write_side_rows(session: AsyncSession, side: _SideRows) -> None:
+def _write_side_rows(session: Session, side: _SideRows) -> None:
     if side.journal:
-        await session.execute(insert(JournalEntry), side.journal)
+        session.execute(insert(JournalEntry), side.journal)
     if side.seen:
-        await session.execute(
+        session.execute(
             update(Station), [{"id": sid, "last_seen": at} for sid, at in side.seen.items()]
         )
 
 
-def _settle(item: _Pending, outcome: BaseException | None) -> None:
+def _settle(item: _Pending) -> None:
     if item.future is None or item.future.done():
         return
-    if outcome is None:
+    if item.error is None:
         item.future.set_result(item.result)
     else:
-        item.future.set_exception(outcome)
+        item.future.set_exception(item.error)

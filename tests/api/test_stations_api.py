@@ -12,7 +12,7 @@ import pytest
 from ocpp.routing import on
 from ocpp.v21 import call as call21
 from ocpp.v21 import call_result as result21
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import select
 
 from csms.store.models import ChargingProfileRecord, ConnectorStatus, MeterSample, Station
@@ -279,7 +279,7 @@ async def _seed_status_and_meters(csms: Any, station_id: str) -> None:
     t0 = datetime(2026, 7, 15, 19, 0, tzinfo=UTC)
     t1 = datetime(2026, 7, 15, 19, 1, tzinfo=UTC)
 
-    async def unit(session: AsyncSession) -> None:
+    def unit(session: Session) -> None:
         session.add(
             ConnectorStatus(
                 station_id=station_id, evse_id=1, connector_id=1, status="Occupied", updated_at=t0

@@ -18,7 +18,7 @@ from ocpp.v21.datatypes import ChargingStationType
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.datatypes import ChargingStationType as ChargingStationType201
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from csms.runtime import CentralSystem
 from csms.store.models import EvChargingNeeds, Transaction
@@ -154,7 +154,7 @@ async def boot(station: Any, version: str = "2.1") -> None:
 async def seed_transaction(
     csms: CentralSystem, station_id: str, evse_id: int, transaction_id: str
 ) -> None:
-    async def unit(session: AsyncSession) -> None:
+    def unit(session: Session) -> None:
         session.add(
             Transaction(
                 station_id=station_id,
@@ -180,7 +180,7 @@ async def seed_needs(
 ) -> None:
     modes = [requested, *(available or [])]
 
-    async def unit(session: AsyncSession) -> None:
+    def unit(session: Session) -> None:
         session.add(
             EvChargingNeeds(
                 station_id=station_id,

@@ -7,7 +7,7 @@ from typing import Any
 from ocpp.exceptions import InternalError
 from ocpp.routing import on
 from ocpp.v21 import call_result as result21
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import select
 
 from csms.handlers.provisioning import upsert_variable
@@ -83,14 +83,14 @@ async def test_B05_rejected_entry_is_recorded_and_station_stays_unconfigured(csm
     async with connected(csms, "CP-BOOTREJ", station_class=RejectingStation) as station:
         await boot(station)
 
-        async def device_model(session: AsyncSession) -> None:
+        def device_model(session: Session) -> None:
             row = {
                 "component": "V2XChargingCtrlr",
                 "evse_id": 1,
                 "variable": "Enabled",
                 "value": "false",
             }
-            await upsert_variable(session, "CP-BOOTREJ", row)
+            upsert_variable(session, "CP-BOOTREJ", row)
 
         async def first_done() -> bool:
             return len(await _results(csms, "CP-BOOTREJ")) == 3

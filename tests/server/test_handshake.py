@@ -148,7 +148,7 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 
 async def _add_profile1_station(system: CentralSystem, station_id: str) -> None:
-    async def unit(session) -> None:
+    def unit(session) -> None:
         session.add(
             Station(id=station_id, security_profile=1, password_hash=hash_password(PASSWORD))
         )

@@ -164,5 +164,5 @@ async def test_journal_keeps_frames_with_nul_and_odd_type_ids(csms) -> None:
     assert all("\x00" not in r.frame for r in rows)
 
 
-async def _nothing(session) -> None:
+def _nothing(session) -> None:
     return None

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from csms.store.db import Database, upgrade_schema_async
 from csms.store.models import JournalEntry, Station
@@ -31,7 +31,7 @@ async def store(db_url: str) -> AsyncIterator[tuple[Database, GroupWriter]]:
 
 
 def _add_station(station_id: str):
-    async def unit(session: AsyncSession) -> str:
+    def unit(session: Session) -> str:
         session.add(Station(id=station_id))
         return station_id
 
