@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from csms import boot_config
 from csms.gate import FOUNDATION_CHECKS, GateCheck, GateDecision, check_discharge
 from csms.gate import profile_discharges as _profile_discharges
-from csms.handlers.provisioning import upsert_variable
+from csms.handlers.provisioning import upsert_variables
 from csms.server.session import CallFailedError
 from csms.store.models import ChargingProfileRecord, DeviceVariable, Station, VariableSetResult
 from csms.store.types import utcnow
@@ -417,8 +417,7 @@ class Commands:
             session.add_all(fresh(row) for row in rows)
             # The station confirmed these values: the stored device model follows, so the
             # next boot compares against what the station now has.
-            for setting in accepted:
-                upsert_variable(session, station_id, _device_row(setting))
+            upsert_variables(session, station_id, [_device_row(s) for s in accepted])
             if configured:
                 station.boot_configured_at = utcnow()
 

@@ -55,17 +55,23 @@ def insert_ignoring_duplicates(
 ) -> None:
     """INSERT ... ON CONFLICT DO NOTHING: a row that a unique key already holds is dropped."""
     if rows:
-        session.execute(_insert(session, model).on_conflict_do_nothing(), rows)
+        session.execute(insert_statement(session, model).on_conflict_do_nothing(), rows)
 
 
 def insert_if_new(session: Session, model: type[SQLModel], row: dict[str, Any]) -> bool:
     """Insert one row unless a unique key already holds it; True when it was inserted."""
     table = model.__table__  # type: ignore[attr-defined]
-    statement = _insert(session, model).values(**row).on_conflict_do_nothing().returning(table.c.id)
+    statement = (
+        insert_statement(session, model)
+        .values(**row)
+        .on_conflict_do_nothing()
+        .returning(table.c.id)
+    )
     return session.execute(statement).first() is not None
 
 
-def _insert(session: Session, model: type[SQLModel]) -> Any:
+def insert_statement(session: Session, model: type[SQLModel]) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
         return sqlite_insert(model)

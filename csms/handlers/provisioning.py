@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func
 from sqlalchemy.orm import Session
 
-from csms.handlers.common import instant
+from csms.handlers.common import insert_statement, instant
 from csms.handlers.context import HandlerContext, Payload
 from csms.store.models import ConnectorStatus, DeviceVariable, Station
 from csms.store.types import utcnow
@@ -82,8 +82,7 @@ async def notify_report(ctx: HandlerContext, req: Payload) -> Payload:
     rows = [row for entry in req.get("reportData", []) for row in _variable_rows(entry)]
 
     def unit(session: Session) -> None:
-        for row in rows:
-            upsert_variable(session, ctx.station_id, row)
+        upsert_variables(session, ctx.station_id, rows)
 
     await ctx.write(unit)
     return {}
@@ -113,18 +112,25 @@ def _variable_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def upsert_variable(session: Session, station_id: str, row: dict[str, Any]) -> None:
-    """Insert or update one device-model attribute, keyed by its full identity."""
-    identity = {k: row[k] for k in _IDENTITY if k in row}
-    query = select(DeviceVariable).filter_by(station_id=station_id, **identity)
-    existing = session.execute(query).scalar_one_or_none()
-    if existing is None:
-        session.add(DeviceVariable(station_id=station_id, **row))
+def upsert_variables(session: Session, station_id: str, rows: list[dict[str, Any]]) -> None:
+    """Insert or update device-model attributes, keyed by their full identity, in one
+    statement. A value a row leaves out (None) keeps what is stored."""
+    if not rows:
         return
-    for key, value in row.items():
-        if value is not None:
-            setattr(existing, key, value)
-    existing.updated_at = utcnow()
+    now = utcnow()
+    complete = [{**_DEFAULTS, **row} for row in rows]
+    by_identity = {tuple(row[k] for k in _IDENTITY): row for row in complete}  # last one wins
+    values = [{"station_id": station_id, **row, "updated_at": now} for row in by_identity.values()]
+    statement = insert_statement(session, DeviceVariable)
+    table = DeviceVariable.__table__  # type: ignore[attr-defined]
+    keep = {name: func.coalesce(statement.excluded[name], table.c[name]) for name in _VALUES}
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["station_id", *_IDENTITY],
+            set_={**keep, "updated_at": statement.excluded.updated_at},
+        ),
+        values,
+    )
 
 
 _IDENTITY = (
@@ -136,3 +142,13 @@ _IDENTITY = (
     "variable_instance",
     "attribute_type",
 )
+_VALUES = ("value", "mutability", "characteristics")
+# What an attribute's identity is when OCPP leaves a part out ("" and 0, not NULL: see models).
+_DEFAULTS: dict[str, Any] = {
+    "component_instance": "",
+    "evse_id": 0,
+    "connector_id": 0,
+    "variable_instance": "",
+    "attribute_type": "Actual",
+    **dict.fromkeys(_VALUES),
+}

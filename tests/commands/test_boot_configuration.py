@@ -10,7 +10,7 @@ from ocpp.v21 import call_result as result21
 from sqlalchemy.orm import Session
 from sqlmodel import select
 
-from csms.handlers.provisioning import upsert_variable
+from csms.handlers.provisioning import upsert_variables
 from csms.store.models import Station, VariableSetResult
 from tests.commands.helpers import CommandStation21, boot, received, wait_until
 from tests.stations import connected
@@ -90,7 +90,7 @@ async def test_B05_rejected_entry_is_recorded_and_station_stays_unconfigured(csm
                 "variable": "Enabled",
                 "value": "false",
             }
-            upsert_variable(session, "CP-BOOTREJ", row)
+            upsert_variables(session, "CP-BOOTREJ", [row])
 
         async def first_done() -> bool:
             return len(await _results(csms, "CP-BOOTREJ")) == 3
