@@ -18,6 +18,7 @@ so no caller can skip it.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -375,6 +376,13 @@ class Commands:
             statuses += [row.status for row in batch_rows]
         configured = all(status in _SET_OK for status in statuses)
         await self._store_boot_configuration(station_id, plan, rows, configured)
+        if not known:
+            # Whether the station has V2XChargingCtrlr (and so what else to set) shows only in
+            # its device model: ask for it; the complete report configures the rest
+            # (csms.handlers.provisioning.notify_report).
+            await self.get_base_report(
+                station_id, {"requestId": secrets.randbelow(2**31), "reportBase": "FullInventory"}
+            )
         log.info(
             "boot_configuration.done",
             station_id=station_id,

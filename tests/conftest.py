@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+import structlog
 
 from csms.runtime import CentralSystem
 from csms.settings import Settings
@@ -78,3 +79,11 @@ async def csms_sqlite(sqlite_url: str) -> AsyncIterator[CentralSystem]:
         yield system
     finally:
         await system.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Each test starts from structlog's defaults: a CLI test configures logging for its
+    process, and a logger cached then must not outlive the test's captured streams."""
+    yield
+    structlog.reset_defaults()

@@ -85,6 +85,12 @@ async def notify_report(ctx: HandlerContext, req: Payload) -> Payload:
         upsert_variables(session, ctx.station_id, rows)
 
     await ctx.write(unit)
+    commands = ctx.services.commands
+    if not req.get("tbc", False) and ctx.services.settings.boot_configuration and commands:
+        # The whole model is known now: set what differs from what V2G needs (DESIGN §3.9),
+        # e.g. V2XChargingCtrlr.Enabled, which a first boot could not know the station has.
+        station_id = ctx.station_id
+        ctx.after(lambda: commands.configure_station(station_id, force=False))
     return {}
 
 

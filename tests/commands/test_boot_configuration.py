@@ -131,3 +131,25 @@ async def test_B05_call_failure_is_recorded_as_error_rows(csms_sqlite) -> None:
     assert {r.status for r in rows} == {"Error"}
     assert all(r.reason.startswith("call-error") for r in rows)
     assert (await _station(csms, "CP-BOOTERR")).boot_configured_at is None
+
+
+async def test_B07_first_boot_asks_for_the_device_model_then_enables_v2x(csms_sqlite) -> None:
+    """A first boot cannot know whether the station has V2XChargingCtrlr: the CSMS asks for a
+    FullInventory report, and the complete report leads to V2XChargingCtrlr.Enabled = true
+    (DESIGN §3.9). Simulated dcbel Ara at speed 600; waits are polls under the test timeout."""
+    from simulators.catalog import hardware_models
+    from tests.simulators.test_station_models import matched_ev, running, station
+
+    hw = hardware_models()["dcbel-ara"]
+    url = f"ws://127.0.0.1:{csms_sqlite.ocpp_port}/ocpp"
+    sim = station(url, "CP-B07-V2X", hw, matched_ev(hw))
+
+    async def v2x_enabled() -> list[VariableSetResult]:
+        rows = await _results(csms_sqlite, "CP-B07-V2X")
+        return [r for r in rows if r.component == "V2XChargingCtrlr" and r.status == "Accepted"]
+
+    async with running(sim):
+        await wait_until(v2x_enabled, "V2XChargingCtrlr.Enabled set after the device report")
+    enabled = await v2x_enabled()
+    assert [(r.variable, r.value, r.evse_id) for r in enabled] == [("Enabled", "true", 1)]
+    assert (await _station(csms_sqlite, "CP-B07-V2X")).boot_configured_at is not None
