@@ -246,7 +246,27 @@ class Commands:
                     station_id, evse_id, profile, payload, decision, origin
                 )
                 return _refused(station_id, action, decision, record_id)
-        return await self.send(station_id, payload, action=action, timeout=timeout)
+        result = await self.send(station_id, payload, action=action, timeout=timeout)
+        if result.accepted:
+            await self._record_schedule_update(station_id, payload)
+        return result
+
+    async def _record_schedule_update(self, station_id: str, payload: dict[str, Any]) -> None:
+        """Keep the update the station accepted on its profile's record: a station that pulls
+        (PullDynamicScheduleUpdate) must get these setpoints, not the profile's first ones."""
+        profile_id, update, at = payload["chargingProfileId"], payload["scheduleUpdate"], utcnow()
+
+        def unit(session: Session) -> None:
+            query = select(ChargingProfileRecord).where(
+                ChargingProfileRecord.station_id == station_id,
+                ChargingProfileRecord.profile_id == profile_id,
+                ChargingProfileRecord.status == "Accepted",
+            )
+            for record in session.execute(query).scalars():
+                record.schedule_update = update
+                record.schedule_updated_at = at
+
+        await self.services.writer.write(unit, label="charging-profile")
 
     # ---- transactions (block F) ----------------------------------------------------------
 
@@ -704,15 +724,13 @@ def _set_row(
     at: datetime,
 ) -> VariableSetResult:
     key = setting.key
-    # The table has no variable-instance column: write the instance the way the spec's
-    # device-model tables do, e.g. "MessageAttempts[TransactionEvent]".
-    variable = key.variable + (f"[{key.variable_instance}]" if key.variable_instance else "")
     return VariableSetResult(
         station_id=station_id,
         component=key.component,
         component_instance=key.component_instance,
         evse_id=key.evse_id,
-        variable=variable,
+        variable=key.variable,
+        variable_instance=key.variable_instance,
         attribute_type=key.attribute_type,
         value=setting.value,
         status=status,

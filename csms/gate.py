@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.store.models import EvChargingNeeds, Station, Transaction
+from csms.store.queries import latest_ev_needs, running_transaction
 from ocppj.versions import V201, OcppVersion
 
 log = structlog.get_logger("csms.gate")
@@ -60,7 +60,7 @@ class GateContext:
     origin: str  # api | cli | dispatcher | mqtt
     station: Station | None
     latest_needs: EvChargingNeeds | None  # the EV's latest NotifyEVChargingNeeds on the EVSE
-    running: tuple[Transaction, ...]  # transactions running on the EVSE
+    running: tuple[Transaction, ...]  # the transaction running on the EVSE, if any
     session: AsyncSession  # open for checks that need to read more (enrolments, catalog...)
 
 
@@ -157,6 +157,15 @@ async def check_capability(ctx: GateContext) -> str | None:
             f"the EV on EVSE {ctx.evse_id} offered no bidirectional (BPT) energy transfer "
             f"mode in its latest NotifyEVChargingNeeds (offered: {', '.join(offered)})"
         )
+    wanted = ctx.profile.get("transactionId")
+    if needs.transaction_id is not None and wanted and needs.transaction_id != wanted:
+        # Needs that arrived during another transaction speak for another car (or an earlier
+        # session of this one); a car plugged in since has not offered anything yet.
+        return (
+            f"the EV's latest NotifyEVChargingNeeds on EVSE {ctx.evse_id} came during "
+            f"transaction {needs.transaction_id!r}, not {wanted!r}: this car has not offered "
+            "a bidirectional mode yet"
+        )
     return None
 
 
@@ -211,8 +220,8 @@ async def check_discharge(
         periods=tuple(periods if periods is not None else schedule_periods(profile)),
         origin=origin,
         station=await session.get(Station, station_id),
-        latest_needs=await latest_needs(session, station_id, evse_id),
-        running=tuple(await running_transactions(session, station_id, evse_id)),
+        latest_needs=await latest_ev_needs(session, station_id, evse_id),
+        running=tuple(r for r in [await running_transaction(session, station_id, evse_id)] if r),
         session=session,
     )
     for name, check in checks:
@@ -230,26 +239,3 @@ async def check_discharge(
             return GateDecision(False, reason, name)
     log.info("gate.allowed", station_id=station_id, evse_id=evse_id, origin=origin)
     return GateDecision(True, "every discharge check passed", "all")
-
-
-async def latest_needs(
-    session: AsyncSession, station_id: str, evse_id: int
-) -> EvChargingNeeds | None:
-    query = (
-        select(EvChargingNeeds)
-        .where(EvChargingNeeds.station_id == station_id, EvChargingNeeds.evse_id == evse_id)
-        .order_by(EvChargingNeeds.id.desc())  # type: ignore[union-attr]  # ids grow in arrival order
-        .limit(1)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def running_transactions(
-    session: AsyncSession, station_id: str, evse_id: int
-) -> list[Transaction]:
-    query = select(Transaction).where(
-        Transaction.station_id == station_id,
-        Transaction.evse_id == evse_id,
-        Transaction.ended_at.is_(None),  # type: ignore[union-attr]
-    )
-    return list((await session.execute(query)).scalars())

@@ -164,3 +164,17 @@ async def test_gate_takes_further_checks_without_changes(csms_sqlite) -> None:
     assert allowed.allowed
     assert seen[0].latest_needs is not None and seen[0].latest_needs.offers_bpt
     assert [tx.transaction_id for tx in seen[0].running] == ["tx-ext"]
+
+
+async def test_Q01_needs_from_an_earlier_transaction_do_not_vouch_for_the_next_car(csms) -> None:
+    """(a) is about the car plugged in now: BPT needs that arrived during transaction 1 open
+    no gate for transaction 2 until that car offers BPT itself."""
+    await _station(csms, "G-NEXT", "2.1")
+    await seed_needs(csms, "G-NEXT", 1, requested="DC_BPT", transaction_id="tx-first-car")
+    await seed_transaction(csms, "G-NEXT", 1, "tx-next-car")
+    request = discharge_profile_21("tx-next-car")
+    stale = await _decide(csms, "G-NEXT", V21, request)
+    assert (stale.allowed, stale.check) == (False, "capability")
+    assert "tx-first-car" in stale.reason and "has not offered" in stale.reason
+    await seed_needs(csms, "G-NEXT", 1, requested="DC_BPT", transaction_id="tx-next-car")
+    assert (await _decide(csms, "G-NEXT", V21, request)).allowed

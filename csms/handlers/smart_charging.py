@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from csms.handlers.common import instant, int32, store_report
 from csms.handlers.context import HandlerContext, Payload
 from csms.store.models import ChargingProfileRecord, EvChargingNeeds
-from csms.store.queries import accepted_dynamic_profile
+from csms.store.queries import accepted_dynamic_profile, running_transaction_query
 from simclock import parse_instant
 
 # Bidirectional power transfer modes of EnergyTransferModeEnumType (2.1): DC_BPT, AC_BPT,
@@ -71,7 +71,11 @@ async def notify_ev_charging_needs(ctx: HandlerContext, req: Payload) -> Payload
     fields = ev_charging_needs_fields(ctx.station_id, req)
 
     def unit(session: Session) -> None:
-        session.add(EvChargingNeeds(**fields))
+        running = session.execute(
+            running_transaction_query(ctx.station_id, fields["evse_id"])
+        ).scalar()
+        transaction_id = running.transaction_id if running is not None else None
+        session.add(EvChargingNeeds(**fields, transaction_id=transaction_id))
 
     await ctx.write(unit)
     return {"status": "Accepted"}

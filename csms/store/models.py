@@ -98,6 +98,7 @@ class VariableSetResult(SQLModel, table=True):
     component_instance: str = ""
     evse_id: int = 0
     variable: str
+    variable_instance: str = ""
     attribute_type: str = "Actual"
     value: str
     status: str  # Accepted | Rejected | UnknownComponent | ... | Error (no answer)
@@ -187,6 +188,9 @@ class EvChargingNeeds(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     station_id: str = Field(foreign_key="station.id", index=True, max_length=48)
     evse_id: int
+    # The transaction running on the EVSE when the needs arrived: needs speak for one car, and
+    # must not vouch for the next one plugged in (the discharge gate checks it).
+    transaction_id: str | None = Field(default=None, max_length=36)
     received_at: datetime = _at(default_factory=utcnow)
     requested_energy_transfer: str
     available_energy_transfer: list[str] | None = _json(default=None)

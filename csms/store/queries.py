@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -34,7 +34,12 @@ async def running_transaction(
 
     Should a station have left an older one open (a lost Ended), the latest started wins.
     """
-    query = (
+    return (await session.execute(running_transaction_query(station_id, evse_id))).scalar()
+
+
+def running_transaction_query(station_id: str, evse_id: int) -> Select[tuple[Transaction]]:
+    """The statement of `running_transaction`, for units of work on the writer's session."""
+    return (
         select(Transaction)
         .where(
             Transaction.station_id == station_id,
@@ -44,7 +49,6 @@ async def running_transaction(
         .order_by(Transaction.started_at.desc(), Transaction.updated_at.desc())  # type: ignore[union-attr]
         .limit(1)
     )
-    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def transaction_samples(

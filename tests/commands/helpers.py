@@ -177,6 +177,7 @@ async def seed_needs(
     *,
     requested: str = "DC_BPT",
     available: list[str] | None = None,
+    transaction_id: str | None = None,
 ) -> None:
     modes = [requested, *(available or [])]
 
@@ -189,6 +190,7 @@ async def seed_needs(
                 available_energy_transfer=available,
                 control_mode="DynamicControl",
                 offers_bpt=any("BPT" in mode for mode in modes),
+                transaction_id=transaction_id,
                 payload={"requestedEnergyTransfer": requested},
             )
         )

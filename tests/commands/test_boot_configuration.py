@@ -51,7 +51,9 @@ async def test_B01_boot_configuration_is_sent_and_recorded(csms) -> None:
     rows = await _results(csms, "CP-BOOT21")
     assert {r.status for r in rows} == {"Accepted"}
     assert {r.purpose for r in rows} == {"boot-configuration"}
-    assert "MessageAttempts[TransactionEvent]" in {r.variable for r in rows}
+    assert ("MessageAttempts", "TransactionEvent") in {
+        (r.variable, r.variable_instance) for r in rows
+    }
     assert (await _station(csms, "CP-BOOT21")).boot_configured_at is not None
 
 

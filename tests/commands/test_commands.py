@@ -270,6 +270,14 @@ async def test_Q04_dynamic_discharge_update_is_gated_against_its_profile(csms_sq
         allowed = await commands.update_dynamic_schedule("CP-Q04", update)
         assert allowed.accepted
         assert len(received(station, "UpdateDynamicSchedule")) == 1
+    async with csms_sqlite.services.db.read() as session:
+        query = select(ChargingProfileRecord).where(
+            ChargingProfileRecord.station_id == "CP-Q04",
+            ChargingProfileRecord.profile_id == 7,
+            ChargingProfileRecord.status == "Accepted",
+        )
+        record = (await session.execute(query)).scalar_one()
+    assert record.schedule_update == {"setpoint": -5000.0}  # what a pull must now return
 
 
 async def test_F01_remote_start_with_a_discharging_profile_is_refused(csms_sqlite) -> None:

@@ -249,3 +249,24 @@ async def test_Q04_pull_answers_the_last_accepted_dynamic_update(csms) -> None:
         answer = await station.call(call21.PullDynamicScheduleUpdate(charging_profile_id=41))
     assert answer.status == "Accepted"
     assert answer.schedule_update == {"limit": 11000, "discharge_limit": -9600, "setpoint": -7200}
+
+
+async def test_K15_needs_are_bound_to_the_transaction_running_when_they_arrive(csms) -> None:
+    """The needs speak for the car of the running transaction (the gate relies on it)."""
+    now = iso(datetime.now(UTC))
+    needs = {"requestedEnergyTransfer": "DC_BPT", "dcChargingParameters": DC}
+    async with connected(csms, "CP-K15-TX") as station:
+        await station.call(call21.NotifyEVChargingNeeds(evse_id=1, charging_needs=needs))
+        await station.call(
+            call21.TransactionEvent(
+                event_type="Started",
+                timestamp=now,
+                trigger_reason="CablePluggedIn",
+                seq_no=0,
+                transaction_info={"transactionId": "tx-k15"},
+                evse={"id": 1, "connectorId": 1},
+            )
+        )
+        await station.call(call21.NotifyEVChargingNeeds(evse_id=1, charging_needs=needs))
+    before, during = await rows(csms, EvChargingNeeds, station_id="CP-K15-TX")
+    assert (before.transaction_id, during.transaction_id) == (None, "tx-k15")
