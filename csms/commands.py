@@ -32,7 +32,7 @@ from csms import boot_config
 from csms.gate import FOUNDATION_CHECKS, GateCheck, GateDecision, check_discharge
 from csms.gate import profile_discharges as _profile_discharges
 from csms.handlers.provisioning import upsert_variables
-from csms.server.session import CallFailedError
+from csms.server.session import CallFailedError, StationSession
 from csms.store.models import ChargingProfileRecord, DeviceVariable, Station, VariableSetResult
 from csms.store.types import utcnow
 from csms.store.writer import fresh
@@ -48,16 +48,6 @@ log = structlog.get_logger("csms.commands")
 
 Request = Mapping[str, Any]
 
-# Actions OCPP 2.0.1 does not define (V2X, Q01/Q04, and DER control, R04).
-V21_ONLY = frozenset(
-    {
-        "NotifyAllowedEnergyTransfer",
-        "UpdateDynamicSchedule",
-        "SetDERControl",
-        "GetDERControl",
-        "ClearDERControl",
-    }
-)
 ORIGINS = frozenset({"api", "cli", "dispatcher", "mqtt"})
 # What a SetVariables entry may answer that still leaves the value set (B05).
 _SET_OK = frozenset({"Accepted", "RebootRequired"})
@@ -118,20 +108,10 @@ class Commands:
     ) -> CommandResult:
         """Send a request (an `ocpp.v21.call.*` / `ocpp.v201.call.*` dataclass, or a spec-JSON
         dict with its `action`) and wait for the station's answer."""
-        session = self.services.registry.get(station_id)
         name = action or type(message).__name__
-        if session is None:
-            return _failed(
-                station_id, name, "not-connected", f"station {station_id!r} is not connected"
-            )
-        if name in V21_ONLY and session.version != V21:
-            return _failed(
-                station_id,
-                name,
-                "not-supported-by-version",
-                f"{name} exists only in OCPP 2.1; station {station_id!r} speaks "
-                f"OCPP {session.version.name}",
-            )
+        session = self._session_for(station_id, name)
+        if isinstance(session, CommandResult):
+            return session
         try:
             name, payload = payload_of(message, session.version, action)
         except (KeyError, TypeError) as exc:
@@ -456,23 +436,29 @@ class Commands:
 
     # ---- helpers: validation, gate, records ----------------------------------------------
 
-    def _checked(
-        self, station_id: str, action: str, request: Request
-    ) -> CommandResult | tuple[OcppVersion, dict[str, Any]]:
-        """The request in spec spelling, valid for the session's version, or why not."""
+    def _session_for(self, station_id: str, action: str) -> StationSession | CommandResult:
+        """The station's session, or why `action` cannot be sent to it now."""
         session = self.services.registry.get(station_id)
         if session is None:
             return _failed(
                 station_id, action, "not-connected", f"station {station_id!r} is not connected"
             )
-        if action in V21_ONLY and session.version != V21:
+        if action not in schema_set(session.version).actions:  # e.g. a 2.1-only V2X command
             return _failed(
                 station_id,
                 action,
                 "not-supported-by-version",
-                f"{action} exists only in OCPP 2.1; station {station_id!r} speaks "
-                f"OCPP {session.version.name}",
+                f"OCPP {session.version.name} (spoken by station {station_id!r}) has no {action}",
             )
+        return session
+
+    def _checked(
+        self, station_id: str, action: str, request: Request
+    ) -> CommandResult | tuple[OcppVersion, dict[str, Any]]:
+        """The request in spec spelling, valid for the session's version, or why not."""
+        session = self._session_for(station_id, action)
+        if isinstance(session, CommandResult):
+            return session
         try:
             _, payload = payload_of(dict(request), session.version, action)
             schema_set(session.version).check(action, REQUEST, payload)
