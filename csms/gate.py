@@ -152,7 +152,9 @@ async def check_capability(ctx: GateContext) -> str | None:
             "offered a bidirectional (BPT) energy transfer mode"
         )
     if not needs.offers_bpt:
-        offered = [needs.requested_energy_transfer, *(needs.available_energy_transfer or [])]
+        offered = dict.fromkeys(
+            [needs.requested_energy_transfer, *(needs.available_energy_transfer or [])]
+        )
         return (
             f"the EV on EVSE {ctx.evse_id} offered no bidirectional (BPT) energy transfer "
             f"mode in its latest NotifyEVChargingNeeds (offered: {', '.join(offered)})"
