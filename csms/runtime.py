@@ -8,6 +8,8 @@ import signal
 
 import structlog
 import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from csms.api.app import create_app
 from csms.commands import Commands
@@ -31,8 +33,12 @@ class CentralSystem:
         self._api_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await upgrade_schema_async(self.settings.database_url)
-        await self._reset_connection_state()
+        try:
+            await upgrade_schema_async(self.settings.database_url)
+            await self._reset_connection_state()
+        except (OSError, SQLAlchemyError) as exc:
+            where = make_url(self.settings.database_url).render_as_string(hide_password=True)
+            raise OSError(f"cannot open the database {where}: {exc}") from exc
         self.services.writer.start()
         await self.ocpp.start()
         await self._start_api()
