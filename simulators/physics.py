@@ -12,6 +12,12 @@ Energy accounting is exact: on import the battery stores E_grid × η(P); on exp
 E_grid / η(P); the difference is losses, with η from the hardware's efficiency curve. So for
 every step: Δimport − Δexport == Δbattery + Δlosses. The battery never crosses its BMS floor on
 discharge, never exceeds its capacity, and the import/export registers only grow.
+
+Cost: a fleet at speed 60 integrates an hour of every battery per wall minute, so a step is
+cheap where nothing changes. Ramps take sub-steps of at most `max_substep_s`, the last ending
+on the target; a power at its target is one analytic sub-step up to the next due command or the
+SoC where a limit would cut it (limits move only with SoC, monotonically); a power riding a
+moving limit (taper, floor derate) takes mid-point sub-steps of a bounded SoC change.
 """
 
 from __future__ import annotations
@@ -46,6 +52,16 @@ class Derate:
 
 
 NO_DERATE = Derate()
+
+# A power within this of its target has reached it (ramp sub-steps end on the target up to
+# rounding in the energy accounting).
+POWER_EPS_W = 1e-6
+# Shorter steady stretches than this are the rounding of a limit crossing: follow the limit.
+MIN_STEADY_S = 1e-6
+# Where the power rides a limit that moves with SoC, a sub-step moves the SoC at most this far.
+FOLLOW_SOC_STEP_PCT = 0.05
+# Precision of the battery energy at which a limit crosses the power (bisection).
+BISECT_WH = 1e-7
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +140,11 @@ class Plant:
     def step(
         self, state: PlantState, command_w: float, dt_s: float, derate: Derate = NO_DERATE
     ) -> tuple[PlantState, Delivered]:
-        """Advance `dt_s` seconds with `command_w` requested (signed W at the grid)."""
+        """Advance `dt_s` seconds with `command_w` requested (signed W at the grid).
+
+        The cost does not grow with `dt_s` where nothing changes: a power held at its target is
+        one analytic sub-step up to the next due command or the SoC where a limit would cut it.
+        """
         if dt_s < 0:
             raise ValueError(f"dt_s must be >= 0, got {dt_s}")
         start = state
@@ -132,10 +152,10 @@ class Plant:
         end = state.elapsed_s + dt_s
         while state.elapsed_s < end - 1e-12:
             state = self._apply_due(state)
-            h = min(end - state.elapsed_s, self.max_substep_s)
+            horizon = end - state.elapsed_s
             if state.pending:
-                h = min(h, max(state.pending[0][0] - state.elapsed_s, 1e-9))
-            state = self._substep(state, h, derate)
+                horizon = min(horizon, max(state.pending[0][0] - state.elapsed_s, 1e-9))
+            state = self._substep(state, horizon, derate)
         state = self._apply_due(state)
         imported = state.import_register_wh - start.import_register_wh
         exported = state.export_register_wh - start.export_register_wh
@@ -158,15 +178,71 @@ class Plant:
             return state
         return replace(state, command_w=command, pending=tuple(pending))
 
-    def _substep(self, state: PlantState, h: float, derate: Derate) -> PlantState:
-        soc = state.soc_pct
-        ceiling = self.charge_limit_w(soc, derate)
-        floor = -self.discharge_limit_w(soc, derate)
+    def _limits(self, energy_wh: float, derate: Derate) -> tuple[float, float]:
+        """(export floor <= 0, import ceiling >= 0) at this battery energy. Full and empty are
+        judged on the energy itself: the SoC percentage of a full battery may round below 100."""
+        soc = 100.0 * energy_wh / self.ev.capacity_wh
+        ceiling = 0.0 if energy_wh >= self.ev.capacity_wh else self.charge_limit_w(soc, derate)
+        floor = 0.0 if energy_wh <= self.floor_wh else -self.discharge_limit_w(soc, derate)
+        return floor, ceiling
+
+    def _substep(self, state: PlantState, horizon: float, derate: Derate) -> PlantState:
+        """At most `horizon` seconds: ramp toward the target, hold it, or follow a moving limit."""
+        floor, ceiling = self._limits(state.energy_wh, derate)
         target = min(max(state.command_w, floor), ceiling)
-        max_delta = self.hardware.ramp_w_per_s * h
-        ramped = state.power_w + min(max(target - state.power_w, -max_delta), max_delta)
-        power = min(max(ramped, floor), ceiling)  # falling limits cut at once, like a BMS
-        return self._account(state, power, h)
+        power = min(max(state.power_w, floor), ceiling)  # falling limits cut at once, like a BMS
+        if abs(target - power) > POWER_EPS_W:
+            # Ramp in sub-steps of at most max_substep_s, the last one ending on the target.
+            h = min(horizon, self.max_substep_s, abs(target - power) / self.hardware.ramp_w_per_s)
+            delta = self.hardware.ramp_w_per_s * h
+            ramped = power + min(max(target - power, -delta), delta)
+            return self._account(state, min(max(ramped, floor), ceiling), h)
+        if abs(target) <= POWER_EPS_W:
+            return self._account(state, 0.0, horizon)  # no energy moves, so no limit moves
+        steady = self._steady_s(state.energy_wh, target, horizon, derate)
+        if steady > MIN_STEADY_S:
+            return self._account(state, target, steady)
+        return self._follow(state, target, horizon, derate)
+
+    def _steady_s(self, energy_wh: float, power_w: float, horizon: float, derate: Derate) -> float:
+        """How long `power_w` stays within the limits, at most `horizon`. The limits move only
+        with SoC and monotonically (the import ceiling falls as SoC rises, the export ceiling
+        falls as it sinks), so check the SoC reached at the horizon, else bisect for the SoC
+        where the limit crosses `power_w` and return the time to reach it."""
+        eta = self.hardware.efficiency_at(power_w)
+        rate_wh_per_s = (power_w * eta if power_w > 0 else power_w / eta) / 3600.0
+
+        def holds(energy: float) -> bool:
+            floor, ceiling = self._limits(energy, derate)
+            return floor <= power_w <= ceiling
+
+        if holds(energy_wh + rate_wh_per_s * horizon):
+            return horizon
+        lo, hi = energy_wh, energy_wh + rate_wh_per_s * horizon  # holds(lo), not holds(hi)
+        while abs(hi - lo) > BISECT_WH:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if holds(mid) else (lo, mid)
+        return (lo - energy_wh) / rate_wh_per_s
+
+    def _follow(
+        self, state: PlantState, power_w: float, horizon: float, derate: Derate
+    ) -> PlantState:
+        """The power rides a limit that moves with SoC (CC-CV taper, derate near the floor):
+        sub-steps move the SoC by at most FOLLOW_SOC_STEP_PCT (a twentieth of the way to the floor
+        when discharging) and take the power at the sub-step's mid-point SoC."""
+        soc = state.soc_pct
+        if power_w > 0:
+            soc_step = min(FOLLOW_SOC_STEP_PCT, 100.0 - soc)
+        else:
+            soc_step = min(FOLLOW_SOC_STEP_PCT, 0.05 * (soc - self.ev.bms_min_soc_pct))
+        h = soc_step / 100.0 * state.capacity_wh * 3600.0 / abs(power_w)
+        h = min(horizon, max(self.max_substep_s, h))
+        eta = self.hardware.efficiency_at(power_w)
+        mid = state.energy_wh + (power_w * eta if power_w > 0 else power_w / eta) * h / 7200.0
+        if not self.floor_wh < mid < state.capacity_wh:
+            return self._account(state, power_w, h)  # full (or empty) within this sub-step
+        floor, ceiling = self._limits(mid, derate)
+        return self._account(state, min(max(state.command_w, floor), ceiling), h)
 
     def _account(self, state: PlantState, power_w: float, h: float) -> PlantState:
         """Move energy for `h` seconds at `power_w`, trimmed at full and at the BMS floor."""

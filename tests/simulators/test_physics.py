@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from iso15118_profiles import get_ev_model
@@ -136,3 +136,75 @@ def test_power_moves_no_faster_than_the_ramp(target: float, soc: float) -> None:
         before = state.power_w
         state, _ = plant.step(state, target, 1.0)
         assert abs(state.power_w - before) <= ramp * 1.0 + 1e-6
+
+
+PAIRS = [
+    ("wallbox-quasar-2", "kia-ev9-76"),
+    ("dcbel-ara", "nissan-leaf-40"),
+    ("tellus-60", "evolectric-60"),
+    ("heliox-44", "byd-156"),
+    ("tesla-universal-wall-connector", "tesla-cybertruck"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pair=st.sampled_from(PAIRS),
+    soc=st.floats(0, 100),
+    command_w=st.floats(-80_000, 80_000),
+    heat=st.floats(0.3, 1.0),
+    total_s=st.floats(1.0, 14_400.0),
+    weights=st.lists(st.floats(0.01, 1.0), min_size=2, max_size=30),
+)
+@example(  # the taper runs into full within one long step
+    pair=PAIRS[4], soc=98.6, command_w=73_000, heat=0.96, total_s=12_430, weights=[1.0] * 22
+)
+def test_one_long_step_equals_many_short_steps(pair, soc, command_w, heat, total_s, weights):
+    """With no command change, how a span is cut into steps does not change the physics: one
+    analytic step where the power holds, bounded mid-point steps along the taper / floor derate.
+    Tolerance: 2e-4 of the energy moved (the mid-point rule on a different grid) + 1e-6 Wh."""
+    plant = _plant(*pair)
+    derate = Derate(heat=heat)
+    settle_s = plant.hardware.response_delay_s + 80_000 / plant.hardware.ramp_w_per_s + 1
+    start, _ = plant.step(plant.initial_state(soc), command_w, settle_s, derate)
+    long, long_delivered = plant.step(start, command_w, total_s, derate)
+    short, imported, exported = start, 0.0, 0.0
+    for weight in weights:
+        short, delivered = plant.step(short, command_w, total_s * weight / sum(weights), derate)
+        imported += delivered.import_wh
+        exported += delivered.export_wh
+    tolerance = 2e-4 * abs(long.energy_wh - start.energy_wh) + 1e-6
+    assert short.elapsed_s == pytest.approx(long.elapsed_s)
+    assert short.energy_wh == pytest.approx(long.energy_wh, abs=tolerance)
+    assert imported == pytest.approx(long_delivered.import_wh, abs=tolerance)
+    assert exported == pytest.approx(long_delivered.export_wh, abs=tolerance)
+    assert short.losses_wh == pytest.approx(long.losses_wh, abs=tolerance)
+
+
+def test_a_held_power_is_one_sub_step_however_long_the_step(monkeypatch) -> None:
+    """The cost of a step where nothing changes does not grow with its length."""
+    plant = _plant()
+    state, _ = plant.step(plant.initial_state(20), 11_500, 30)  # past the delay and the ramp
+    substeps: list[float] = []
+    account = Plant._account
+
+    def counting(self, state, power_w, h):
+        substeps.append(h)
+        return account(self, state, power_w, h)
+
+    monkeypatch.setattr(Plant, "_account", counting)
+    for dt_s in (60.0, 600.0, 3_600.0):
+        substeps.clear()
+        state, delivered = plant.step(state, 11_500, dt_s)
+        assert delivered.avg_power_w == pytest.approx(11_500)
+        assert substeps == [pytest.approx(dt_s)]
+
+
+def test_steady_step_stops_where_the_taper_cuts_the_power() -> None:
+    """A held power ends exactly where the taper's ceiling falls below it, then follows it."""
+    plant = _plant("tellus-60", "evolectric-60")
+    state, _ = plant.step(plant.initial_state(70), 60_000, 30)
+    assert state.power_w == pytest.approx(60_000)
+    state, delivered = plant.step(state, 60_000, 3_600)
+    assert state.power_w < 60_000 and delivered.avg_power_w < 60_000
+    assert state.soc_pct > plant.ev.taper_start_soc_pct
