@@ -34,6 +34,33 @@ ENERGY_TRANSFER_MODES = frozenset(
     {"AC_single_phase", "AC_two_phase", "AC_three_phase", "DC", "AC_BPT", "DC_BPT"}
 )
 BPT_MODES = frozenset({"AC_BPT", "DC_BPT"})
+# DERControlEnumType of OCPP 2.1 (R04): what SetDERControl may name.
+DER_CONTROL_TYPES = frozenset(
+    {
+        "EnterService",
+        "FreqDroop",
+        "FreqWatt",
+        "FixedPFAbsorb",
+        "FixedPFInject",
+        "FixedVar",
+        "Gradients",
+        "HFMustTrip",
+        "HFMayTrip",
+        "HVMustTrip",
+        "HVMomCess",
+        "HVMayTrip",
+        "LimitMaxDischarge",
+        "LFMustTrip",
+        "LVMustTrip",
+        "LVMomCess",
+        "LVMayTrip",
+        "PowerMonitoringMustTrip",
+        "VoltVar",
+        "VoltWatt",
+        "WattPF",
+        "WattVar",
+    }
+)
 # BootNotification ChargingStationType maxLength per field (OCPP 2.0.1 and 2.1 schemas).
 BOOT_LIMITS = {"vendor_name": 50, "model": 20, "firmware_version": 50}
 SERIAL_MAX = 25
@@ -69,6 +96,7 @@ class HardwareModel:
     charging_rate_units: tuple[str, ...]
     v2x_operation_modes: tuple[str, ...]
     energy_transfer_modes: tuple[str, ...]
+    der_control_types: tuple[str, ...]  # DERControlEnumType values SetDERControl may name (R04)
     accepts_negative_limits: bool
     sources: dict[str, str]
 
@@ -143,6 +171,7 @@ _LISTS = (
     "charging_rate_units",
     "v2x_operation_modes",
     "energy_transfer_modes",
+    "der_control_types",
 )
 _KNOWN = {*_NUMERIC, *_TEXT, *_LISTS, "efficiency_curve", "accepts_negative_limits", "sources"}
 
@@ -189,8 +218,13 @@ def _check(m: HardwareModel) -> None:
     if m.speaks_21 and BPT_MODES & set(m.energy_transfer_modes):
         missing = [x for x in V2X_MINIMUM_MODES if x not in m.v2x_operation_modes]
         need(not missing, f"a 2.1 V2X unit must support {missing} (spec minimum)")
+    bad_der = set(m.der_control_types) - DER_CONTROL_TYPES
+    need(not bad_der, f"unknown der_control_types {sorted(bad_der)}")
     if not m.speaks_21:
         need(not m.v2x_operation_modes, "a 2.0.1-only unit has no 2.1 operation modes")
+        need(not m.der_control_types, "a 2.0.1-only unit has no DER control (2.1 R04)")
+    if not m.bidirectional:
+        need(not m.der_control_types, "a unit that cannot export has no DER control")
 
 
 def parse_model(model_id: str, raw: dict[str, Any], defaults: dict[str, Any]) -> HardwareModel:
@@ -202,7 +236,8 @@ def parse_model(model_id: str, raw: dict[str, Any], defaults: dict[str, Any]) ->
     missing = [k for k in (*_NUMERIC, *_TEXT, *_LISTS, "efficiency_curve") if k not in merged]
     if missing:
         raise _fail(model_id, f"missing field(s) {missing}")
-    unsourced = [k for k in (*_NUMERIC, "efficiency_curve") if not sources.get(k)]
+    sourced = (*_NUMERIC, "efficiency_curve", "der_control_types")
+    unsourced = [k for k in sourced if not sources.get(k)]
     if unsourced:
         raise _fail(model_id, f"no source for {unsourced}")
     numbers: dict[str, Any] = {}

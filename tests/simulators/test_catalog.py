@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import tomllib
+from datetime import UTC, datetime
 from importlib import resources
 
 import pytest
+from ocpp.v21.enums import DERControlEnumType
 
+from simclock import Clock
 from simulators.catalog import HardwareDataError, get_hardware, hardware_models, parse_catalog
+from simulators.station import SimulatedStation, StationConfig
 
 EXPECTED = {
     "dcbel-ara",
@@ -97,3 +101,59 @@ def test_loader_refuses_bad_hardware_data(mutate, message: str) -> None:
 def test_unknown_model_lists_the_known_ids() -> None:
     with pytest.raises(KeyError, match="dcbel-ara"):
         get_hardware("acme-9000")
+
+
+SPEC_DER_CONTROL_TYPES = {e.value for e in DERControlEnumType}
+
+
+@pytest.mark.parametrize("model_id", sorted(EXPECTED))
+def test_der_control_types_are_spec_values_and_only_on_21_units(model_id: str) -> None:
+    """R04: SetDERControl exists in 2.1 only; every listed type is a DERControlEnumType value."""
+    hw = get_hardware(model_id)
+    assert set(hw.der_control_types) <= SPEC_DER_CONTROL_TYPES
+    assert hw.sources["der_control_types"]
+    if not hw.speaks_21:
+        assert hw.der_control_types == ()
+    else:
+        assert "LimitMaxDischarge" in hw.der_control_types
+
+
+def test_loader_refuses_unknown_or_201_der_control_types() -> None:
+    doc = _raw()
+    doc["models"]["wallbox-quasar-2"]["der_control_types"] = ["VoltVar", "TurboWatt"]
+    with pytest.raises(HardwareDataError, match=r"unknown der_control_types.*TurboWatt"):
+        parse_catalog(doc)
+    doc = _raw()
+    doc["models"]["heliox-44"]["der_control_types"] = ["VoltVar"]
+    with pytest.raises(HardwareDataError, match=r"2\.0\.1-only unit has no DER control"):
+        parse_catalog(doc)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "control_type", "status"),
+    [
+        ("wallbox-quasar-2", "VoltVar", "Accepted"),
+        ("tesla-universal-wall-connector", "LimitMaxDischarge", "Accepted"),
+        ("tesla-universal-wall-connector", "VoltVar", "NotSupported"),
+        ("dcbel-ara", "HVMustTrip", "NotSupported"),
+    ],
+)
+def test_station_takes_only_its_models_der_control_types(
+    model_id: str, control_type: str, status: str
+) -> None:
+    """R04: SetDERControl of a type the hardware lacks is NotSupported (UnsupportedControl)."""
+    station = SimulatedStation(
+        StationConfig("DER-1", get_hardware(model_id), "ws://127.0.0.1:1/ocpp"), Clock()
+    )
+    curve = {"priority": 1, "yUnit": "PctMaxW", "curveData": [{"x": 1.0, "y": 50.0}]}
+    request = {
+        "isDefault": False,
+        "controlId": "c-1",
+        "controlType": control_type,
+        "curve": curve,
+        "limitMaxDischarge": {"priority": 1, "pctMaxDischargePower": 50.0},
+    }
+    answer = station._on_SetDERControl(request, datetime(2026, 7, 15, 18, tzinfo=UTC))
+    assert answer["status"] == status
+    if status == "NotSupported":
+        assert answer["statusInfo"]["reasonCode"] == "UnsupportedControl"
