@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import uuid
 from collections import deque
@@ -61,32 +62,16 @@ from simulators.transport import (
 
 log = structlog.get_logger("simulators.station")
 
-# Physics is integrated in chunks of at most this many sim seconds, each with the setpoint and
-# derate in force at its start (profile periods are whole seconds; 5 s keeps the error small).
+# While a charging profile is installed, physics is integrated in chunks of at most this many
+# sim seconds, each with the setpoint in force at its start (profile periods are whole seconds
+# and a limit may depend on SoC; 5 s keeps the error small). Without one, a chunk runs to the
+# next event or derate step.
 PHYSICS_STEP_S = 5.0
 # Reconnect back-off (wall seconds): base × 2^attempt, capped, with full jitter in [½, 1].
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 DEFAULT_HEARTBEAT_S = 300
 BOOT_RETRY_S = 60
-# DER control types a 2.1 unit with an integrated UL 1741 SB inverter executes (R04). assumed:
-# no product sheet lists OCPP DER control support; the must-trip curves stay with the inverter.
-DER_CONTROL_TYPES = frozenset(
-    {
-        "EnterService",
-        "FreqDroop",
-        "FreqWatt",
-        "FixedPFAbsorb",
-        "FixedPFInject",
-        "FixedVar",
-        "Gradients",
-        "LimitMaxDischarge",
-        "VoltVar",
-        "VoltWatt",
-        "WattPF",
-        "WattVar",
-    }
-)
 # Which SetDERControlRequest field carries each control type's data (2.1 schema).
 DER_FIELD = {
     "EnterService": "enterService",
@@ -614,24 +599,39 @@ class SimulatedStation:
     # ================================================================== physics
 
     def _advance(self, now: datetime) -> None:
-        """Integrate every plugged EVSE up to `now` (chunks of PHYSICS_STEP_S sim seconds)."""
+        """Integrate every plugged EVSE up to `now`, in chunks with one command and derate."""
         for evse in self.evses.values():
             if evse.plant is None or evse.battery is None or evse.simulated_to is None:
                 continue
             while evse.simulated_to < now:
                 t = evse.simulated_to
-                h = min((now - t).total_seconds(), PHYSICS_STEP_S)
+                h = min((now - t).total_seconds(), self._chunk_s(t))
                 if h <= 1e-6:
                     break
                 self.engine.set_evse(evse.evse_id, soc_pct=evse.battery.soc_pct)
+                # The chunk's mid-point names its derate even if `t` rounds just before a step.
+                derate = self._derate(t + timedelta(seconds=h / 2))
                 state, delivered = evse.plant.step(
-                    evse.battery, self._command_w(evse, t), h, self._derate(t)
+                    evse.battery, self._command_w(evse, t), h, derate
                 )
                 evse.battery = state
                 evse.import_wh += delivered.import_wh
                 evse.export_wh += delivered.export_wh
                 evse.power_w = state.power_w
                 evse.simulated_to = t + timedelta(seconds=h)
+
+    def _chunk_s(self, at: datetime) -> float:
+        """How long from `at` the command and the derate stay what they are (sim s). Without a
+        charging profile the command changes only with an event (a CSMS command, plug-in,
+        authorisation), each of which integrates up to its instant first; with one, at most
+        PHYSICS_STEP_S (its setpoint moves at period starts and with SoC). A derate step of the
+        fault plan ends a chunk; one closer than a millisecond counts as already begun."""
+        chunk = PHYSICS_STEP_S if self.engine.profiles() else math.inf
+        elapsed = self._elapsed_s(at)
+        for at_s, _ in self.config.faults.derate:
+            if at_s > elapsed + 1e-3:
+                return min(chunk, at_s - elapsed)
+        return chunk
 
     def _command_w(self, evse: Evse, at: datetime) -> float:
         """What the EVSE asks of the car: the profile engine's setpoint once authorised, never
@@ -1064,7 +1064,8 @@ class SimulatedStation:
     # --- R04 DER control (2.1) ---------------------------------------------------------------
 
     def _der_supported(self, control_type: str) -> bool:
-        return self.hw.bidirectional and self.version == "2.1" and control_type in DER_CONTROL_TYPES
+        """R04: the 2.1 control types this hardware's inverter takes (catalog, per model)."""
+        return self.version == "2.1" and control_type in self.hw.der_control_types
 
     def _on_SetDERControl(self, req: dict[str, Any], now: datetime) -> dict[str, Any]:
         kind = req["controlType"]
