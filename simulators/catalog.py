@@ -9,7 +9,6 @@ drives every model; everything that differs between products lives in these reco
 from __future__ import annotations
 
 import tomllib
-from bisect import bisect_left
 from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
@@ -142,15 +141,16 @@ class HardwareModel:
 
 
 def interpolate(points: tuple[tuple[float, float], ...], x: float) -> float:
-    """Piecewise-linear through sorted (x, y) points, flat beyond both ends."""
-    xs = [p[0] for p in points]
-    if x <= xs[0]:
-        return points[0][1]
-    if x >= xs[-1]:
-        return points[-1][1]
-    i = bisect_left(xs, x)
-    (x0, y0), (x1, y1) = points[i - 1], points[i]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    """Piecewise-linear through sorted (x, y) points, flat beyond both ends. A linear scan:
+    curves have a handful of points and this runs in every physics sub-step."""
+    x0, y0 = points[0]
+    if x <= x0:
+        return y0
+    for x1, y1 in points[1:]:
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        x0, y0 = x1, y1
+    return y0
 
 
 _NUMERIC = (

@@ -171,6 +171,8 @@ class Plant:
 
     @staticmethod
     def _apply_due(state: PlantState) -> PlantState:
+        if not state.pending:
+            return state
         command, pending = state.command_w, list(state.pending)
         while pending and pending[0][0] <= state.elapsed_s + 1e-9:
             command = pending.pop(0)[1]
@@ -257,10 +259,13 @@ class Plant:
             grid_wh = drawn * eta
             battery_delta, imported, exported = -drawn, 0.0, grid_wh
         actual_w = (imported - exported) * 3600.0 / h
-        return replace(
-            state,
+        return PlantState(  # not dataclasses.replace: this runs in every sub-step
+            capacity_wh=state.capacity_wh,
             energy_wh=state.energy_wh + battery_delta,
             power_w=actual_w,
+            command_w=state.command_w,
+            last_request_w=state.last_request_w,
+            pending=state.pending,
             elapsed_s=state.elapsed_s + h,
             import_register_wh=state.import_register_wh + imported,
             export_register_wh=state.export_register_wh + exported,
