@@ -334,11 +334,12 @@ class Fleet:
             wait = started + delay - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            while not self._stop.is_set():
-                booting = [m for m in booting if not m.station.snapshot().registered]
-                if len(booting) < self.max_booting:
-                    break
-                await asyncio.sleep(RAMP_POLL_S)
+            # Prune only when full, and read the flag rather than a whole snapshot: this loop
+            # runs once per station and then every RAMP_POLL_S while the CSMS is behind.
+            while len(booting) >= self.max_booting and not self._stop.is_set():
+                booting = [m for m in booting if not m.station.registered]
+                if len(booting) >= self.max_booting:
+                    await asyncio.sleep(RAMP_POLL_S)
             if self._stop.is_set():
                 return
             booting.append(member)
@@ -403,7 +404,7 @@ class Fleet:
         """Until every station has booted once (or the guard expires, or a stop)."""
         deadline = time.monotonic() + guard_s
         while not self._stop.is_set() and time.monotonic() < deadline:
-            if all(m.station.snapshot().registered for m in self.members):
+            if all(m.station.registered for m in self.members):
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 0.2)
