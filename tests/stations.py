@@ -19,10 +19,11 @@ from ocpp.v201 import call_result as result201
 from csms.runtime import CentralSystem
 
 
-class TestStation21(ChargePoint21):
-    """A 2.1 station that records what the CSMS asks of it and accepts by default."""
+class _RecordingStation:
+    """Records what the CSMS asks of the station and accepts by default; the version's
+    call_result module is the only difference between 2.1 and 2.0.1."""
 
-    __test__ = False
+    results: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -30,14 +31,14 @@ class TestStation21(ChargePoint21):
         self.profile_status = "Accepted"
 
     @on("SetChargingProfile")
-    async def on_set_charging_profile(self, **kwargs: Any) -> result21.SetChargingProfile:
+    async def on_set_charging_profile(self, **kwargs: Any) -> Any:
         self.received.append(("SetChargingProfile", kwargs))
-        return result21.SetChargingProfile(status=self.profile_status)
+        return self.results.SetChargingProfile(status=self.profile_status)
 
     @on("SetVariables")
     async def on_set_variables(self, set_variable_data: list[dict[str, Any]], **kw: Any) -> Any:
         self.received.append(("SetVariables", {"set_variable_data": set_variable_data}))
-        return result21.SetVariables(
+        return self.results.SetVariables(
             set_variable_result=[
                 {
                     "attribute_status": "Accepted",
@@ -49,32 +50,14 @@ class TestStation21(ChargePoint21):
         )
 
 
-class TestStation201(ChargePoint201):
+class TestStation21(_RecordingStation, ChargePoint21):
     __test__ = False
+    results = result21
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.received: list[tuple[str, dict[str, Any]]] = []
-        self.profile_status = "Accepted"
 
-    @on("SetChargingProfile")
-    async def on_set_charging_profile(self, **kwargs: Any) -> result201.SetChargingProfile:
-        self.received.append(("SetChargingProfile", kwargs))
-        return result201.SetChargingProfile(status=self.profile_status)
-
-    @on("SetVariables")
-    async def on_set_variables(self, set_variable_data: list[dict[str, Any]], **kw: Any) -> Any:
-        self.received.append(("SetVariables", {"set_variable_data": set_variable_data}))
-        return result201.SetVariables(
-            set_variable_result=[
-                {
-                    "attribute_status": "Accepted",
-                    "component": d["component"],
-                    "variable": d["variable"],
-                }
-                for d in set_variable_data
-            ]
-        )
+class TestStation201(_RecordingStation, ChargePoint201):
+    __test__ = False
+    results = result201
 
 
 CALLS = {"2.1": call21, "2.0.1": call201}
