@@ -11,6 +11,7 @@ and a fleet in its own process; RSS is sampled from both.
 
     .venv/bin/python bench/simulator.py                                   # both runs, full size
     .venv/bin/python bench/simulator.py --count 500 --hold 30 --fast-count 200 --fast-hold 20
+    .venv/bin/python bench/simulator.py --skip-hold --fast-speed 10 20 40  # find the top rate
     .venv/bin/python bench/simulator.py --json                            # one JSON line
 """
 
@@ -32,6 +33,7 @@ from common import ResourceSampler, machine, start_server, stop_server
 
 CSMS_READY = re.compile(r"^ocpp (?P<url>ws://\S+)\s+api http://\S+")
 FLEET_GUARD_S = 1800.0  # hang guard for one fleet process, not a performance bound
+METER_INTERVAL_S = 60.0  # the residential and bus hardware's TxUpdatedInterval (sim seconds)
 
 
 def _csms(workdir: Path, speed: float, start: str, anchor: float) -> Any:
@@ -58,7 +60,7 @@ def run(label: str, count: int, hold_s: float, speed: float, args: argparse.Name
             str(Path(sys.executable).with_name("csms-sim")), "fleet", "--url", f"{server.url}/ocpp",
             "--count", str(count), "--mix", args.mix, "--behaviour", "always",
             "--duration", str(hold_s), "--ramp", str(args.ramp), "--json",
-            "--max-booting", str(args.max_booting),
+            "--max-booting", str(args.max_booting), "--boot-guard", str(args.boot_guard),
             "--log-level", "error",
         ]  # fmt: skip
         if speed != 1.0:
@@ -94,6 +96,9 @@ def run(label: str, count: int, hold_s: float, speed: float, args: argparse.Name
         "fleet_kb_per_station": round(rss["fleet"] * 1024 / max(1, count), 1),
         "csms_kb_per_station": round(rss["csms"] * 1024 / max(1, held), 1),
         "energy_imported_kwh": summary["energy_imported_kwh"],
+        # What the fleet offers once every car charges: a TransactionEvent per station per meter
+        # interval (60 sim s), each a CALL and its answer; the counts are frames both ways.
+        "offered_msg_per_s": round(2 * count * speed / METER_INTERVAL_S, 1),
     }
 
 
@@ -105,7 +110,8 @@ def describe(r: dict) -> str:
     return (
         f"{r['label']}: {r['stations_held']}/{r['count']} stations held (booted {r['booted']}) "
         f"at speed {r['speed']:g} for {r['hold_s']:.0f} s after a {r['ramp_s']:.0f} s ramp; "
-        f"{r['messages_per_s']:.0f} msg/s, {r['errors']} errors; RSS fleet "
+        f"{r['messages_per_s']:.0f} msg/s (offered {r['offered_msg_per_s']:.0f}), "
+        f"{r['errors']} errors; RSS fleet "
         f"{r['fleet_rss_mb']:.0f} MB ({r['fleet_kb_per_station']:.0f} kB/station), CSMS "
         f"{r['csms_rss_mb']:.0f} MB ({r['csms_kb_per_station']:.0f} kB/station)"
     )
@@ -116,11 +122,16 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000, help="stations of the real-time hold")
     parser.add_argument("--hold", type=float, default=120.0, help="wall seconds of the hold")
     parser.add_argument("--fast-count", type=int, default=1000, help="stations, accelerated run")
-    parser.add_argument("--fast-speed", type=float, default=60.0, help="clock speed")
+    parser.add_argument(
+        "--fast-speed", type=float, nargs="+", default=[60.0], help="clock speed(s): one run each"
+    )
     parser.add_argument("--fast-hold", type=float, default=60.0, help="wall seconds")
     parser.add_argument("--mix", default="residential", choices=["residential", "bus", "all"])
     parser.add_argument("--ramp", type=float, default=200.0, help="connections per second")
     parser.add_argument("--max-booting", type=int, default=500, help="stations booting at once")
+    parser.add_argument(
+        "--boot-guard", type=float, default=300.0, help="wall seconds to wait for every boot"
+    )
     parser.add_argument("--skip-hold", action="store_true", help="only the accelerated run")
     parser.add_argument("--skip-fast", action="store_true", help="only the real-time hold")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -129,8 +140,8 @@ def main() -> None:
     if not args.skip_hold:
         runs.append(run("hold", args.count, args.hold, 1.0, args))
         _log(describe(runs[-1]))
-    if not args.skip_fast:
-        runs.append(run("accelerated", args.fast_count, args.fast_hold, args.fast_speed, args))
+    for speed in [] if args.skip_fast else args.fast_speed:
+        runs.append(run("accelerated", args.fast_count, args.fast_hold, speed, args))
         _log(describe(runs[-1]))
     report = {"runs": runs, "machine": machine(), "date": datetime.now(UTC).date().isoformat()}
     if args.json:
