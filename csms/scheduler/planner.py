@@ -577,16 +577,34 @@ def _fill_vehicle(fleet: _Fleet, v: int, aggregate: np.ndarray) -> np.ndarray:
         return cap
     open_ = np.flatnonzero(cap > 0)
     base, room, hours = aggregate[open_], cap[open_], fleet.hours[open_]
-    offsets = np.minimum(fleet.knots[v][1][None, :], room[:, None])
-    levels = np.unique(np.concatenate(((base[:, None] + offsets).ravel(), base + room)))
-    cost = _battery_kw(fleet, v, np.clip(levels[:, None] - base[None, :], 0.0, room)) @ hours
+    band_lo, band_hi = _efficient_band(fleet, v)
+    low, high = np.minimum(band_lo, room), np.minimum(band_hi, room)
+    offsets = np.clip(fleet.knots[v][1][None, :], low[:, None], high[:, None])
+    levels = np.unique((base[:, None] + offsets).ravel())
+    cost = _battery_kw(fleet, v, np.clip(levels[:, None] - base[None, :], low, high)) @ hours
     # Clamp: rounding in A + cap - A can put the budget just past the last knot's cost.
     i = min(max(int(np.searchsorted(cost, budget)), 1), levels.size - 1)
     share = min(1.0, (budget - cost[i - 1]) / max(cost[i] - cost[i - 1], 1e-300))
     level = levels[i - 1] + share * (levels[i] - levels[i - 1])
     out = np.zeros_like(cap)
-    out[open_] = np.clip(level - base, 0.0, room)
+    out[open_] = np.clip(level - base, low, high)
     return out
+
+
+def _efficient_band(fleet: _Fleet, v: int) -> tuple[float, float]:
+    """Grid kW range that keeps a budget-limited vehicle's energy at its optimum.
+
+    Alone, a vehicle exports the most by spreading its budget evenly (Jensen, f concave). Any
+    plan whose battery power stays, in every available interval, on the one linear piece of f
+    that holds that even power exports exactly as much; leaving the piece (to flatten the
+    aggregate) would trade energy for flatness, against the objective's order.
+    """
+    battery, grid = fleet.knots[v]
+    hours = float(fleet.hours[fleet.available[v]].sum())
+    even = min(fleet.battery_max_kw[v], fleet.budget_kwh[v] / hours)
+    j = min(max(int(np.searchsorted(battery, even, side="right")) - 1, 0), battery.size - 2)
+    upper = min(battery[j + 1], fleet.battery_max_kw[v])
+    return float(np.interp(battery[j], battery, grid)), float(np.interp(upper, battery, grid))
 
 
 # --- result ------------------------------------------------------------------------------------

@@ -169,6 +169,29 @@ def test_committed_kw_is_the_flat_level_and_can_exceed_the_energy_plans_lowest_i
     assert flat_first.energy_kwh == pytest.approx(17.5, abs=1e-4)
 
 
+def test_waterfill_does_not_trade_energy_for_flatness_on_a_concave_curve():
+    """Found by hypothesis: filling around an early leaver pushed a concave-efficiency car onto
+    its lossy segment (1 % less energy than the LP); the heuristic keeps it on its efficient one."""
+    window = EventWindow(START, timedelta(minutes=102))
+    concave = Vehicle(
+        "v0", 43.0, 12.0, 0.0, 4.0, 4.0, Efficiency(((3.0, 0.9375), (math.inf, 0.875)))
+    )
+    leaver = Vehicle(
+        "v1",
+        20.0,
+        8.0,
+        0.0,
+        3.0,
+        3.0,
+        Efficiency.constant(0.875),
+        departure=Departure(START + timedelta(minutes=30), 0.0),
+    )
+    request = PlanRequest(window, (concave, leaver))
+    lp, heuristic = plan_discharge(request, "lp"), plan_discharge(request, "waterfill")
+    assert heuristic.energy_kwh == pytest.approx(lp.energy_kwh, rel=1e-6)
+    assert_feasible(request, heuristic)
+
+
 def test_efficiency_from_the_hardware_curve_is_exact_at_rated_power():
     efficiency = Efficiency.from_hardware_curve(CATALOG_CURVE, 60.0)
     assert float(efficiency.grid_kw(60.0 / 0.933)) == pytest.approx(60.0)
