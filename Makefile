@@ -30,6 +30,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/connections.py $(BENCH_ARGS)
 	$(BIN)/python bench/simulator.py $(SIM_BENCH_ARGS)
+	$(BIN)/python bench/planner.py $(PLANNER_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
