@@ -30,6 +30,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/connections.py $(BENCH_ARGS)
 	$(BIN)/python bench/simulator.py $(SIM_BENCH_ARGS)
+	$(BIN)/python bench/physics.py
 	$(BIN)/python bench/planner.py $(PLANNER_BENCH_ARGS)
 
 clean:
