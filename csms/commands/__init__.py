@@ -139,10 +139,9 @@ class Commands:
                 station_id, version, evse_id=payload["evseId"], profile=profile, origin=origin
             )
             if not decision.allowed:
-                record_id = await self.records.refusal(
-                    station_id, payload["evseId"], profile, payload, decision, origin
+                return await self._refuse(
+                    station_id, action, payload["evseId"], profile, payload, decision, origin
                 )
-                return refused(station_id, action, decision, record_id)
         record_id = await self.records.sent(station_id, payload, origin, discharges)
         result = await self.send(station_id, payload, action=action, timeout=timeout)
         await self.records.answer(record_id, result)
@@ -190,10 +189,9 @@ class Commands:
             if not decision.allowed:
                 evse_id = known.evse_id if known else 0
                 profile = known.request.get("chargingProfile", {}) if known else {}
-                record_id = await self.records.refusal(
-                    station_id, evse_id, profile, payload, decision, origin
+                return await self._refuse(
+                    station_id, action, evse_id, profile, payload, decision, origin
                 )
-                return refused(station_id, action, decision, record_id)
         result = await self.send(station_id, payload, action=action, timeout=timeout)
         if result.accepted:
             await self.records.schedule_update(station_id, payload)
@@ -224,10 +222,9 @@ class Commands:
                 station_id, version, evse_id=evse_id, profile=profile, origin=origin
             )
             if not decision.allowed:
-                record_id = await self.records.refusal(
-                    station_id, evse_id, profile, payload, decision, origin
+                return await self._refuse(
+                    station_id, action, evse_id, profile, payload, decision, origin
                 )
-                return refused(station_id, action, decision, record_id)
         return await self.send(station_id, payload, action=action, timeout=timeout)
 
     async def request_stop_transaction(
@@ -371,6 +368,22 @@ class Commands:
                 origin=origin,
                 checks=self.gate_checks,
             )
+
+    async def _refuse(
+        self,
+        station_id: str,
+        action: str,
+        evse_id: int,
+        profile: Mapping[str, Any],
+        payload: dict[str, Any],
+        decision: GateDecision,
+        origin: str,
+    ) -> CommandResult:
+        """The gate said no: record the refusal; nothing reaches the station."""
+        record_id = await self.records.refusal(
+            station_id, evse_id, profile, payload, decision, origin
+        )
+        return refused(station_id, action, decision, record_id)
 
     async def _gate_dynamic_update(
         self, station_id: str, version: OcppVersion, payload: dict[str, Any], origin: str
