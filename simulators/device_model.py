@@ -138,8 +138,9 @@ class DeviceModel:
 
     # --- B05 / B06 / B07 ------------------------------------------------------------------
 
-    def get(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One GetVariableResultType for one GetVariableDataType (B06)."""
+    def _locate(self, request: dict[str, Any]) -> tuple[dict[str, Any], Any, dict[str, Any] | None]:
+        """The answer's identity part, the variable found, and the refusal when there is none
+        (unknown component/variable, or an attribute type other than Actual)."""
         component, variable = request["component"], request["variable"]
         attribute = request.get("attributeType", "Actual")
         out: dict[str, Any] = {"component": component, "variable": variable}
@@ -147,23 +148,23 @@ class DeviceModel:
             out["attributeType"] = attribute
         found, status = self._find(key_of(component, variable))
         if found is None:
-            return {**out, "attributeStatus": status}
+            return out, None, {**out, "attributeStatus": status}
         if attribute != "Actual":
-            return {**out, "attributeStatus": "NotSupportedAttributeType"}
+            return out, None, {**out, "attributeStatus": "NotSupportedAttributeType"}
+        return out, found, None
+
+    def get(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One GetVariableResultType for one GetVariableDataType (B06)."""
+        out, found, refusal = self._locate(request)
+        if refusal is not None:
+            return refusal
         return {**out, "attributeStatus": "Accepted", "attributeValue": found.value}
 
     def set(self, request: dict[str, Any]) -> dict[str, Any]:
         """One SetVariableResultType for one SetVariableDataType (B05)."""
-        component, variable = request["component"], request["variable"]
-        attribute = request.get("attributeType", "Actual")
-        out: dict[str, Any] = {"component": component, "variable": variable}
-        if attribute != "Actual":
-            out["attributeType"] = attribute
-        found, status = self._find(key_of(component, variable))
-        if found is None:
-            return {**out, "attributeStatus": status}
-        if attribute != "Actual":
-            return {**out, "attributeStatus": "NotSupportedAttributeType"}
+        out, found, refusal = self._locate(request)
+        if refusal is not None:
+            return refusal
         if found.mutability == RO:
             return {**out, "attributeStatus": "Rejected", "attributeStatusInfo": _why("ReadOnly")}
         value = _normalise(found, str(request["attributeValue"]))

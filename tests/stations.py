@@ -76,12 +76,26 @@ async def connected(
     **connect_kwargs: Any,
 ) -> AsyncIterator[Any]:
     """A started test station; closed (and its reader task ended) on exit."""
+    async with connected_to(
+        ocpp_url(system, station_id), station_id, version, station_class, **connect_kwargs
+    ) as station:
+        yield station
+
+
+@contextlib.asynccontextmanager
+async def connected_to(
+    url: str,
+    station_id: str,
+    version: str = "2.1",
+    station_class: type | None = None,
+    response_timeout: float = 10,
+    **connect_kwargs: Any,
+) -> AsyncIterator[Any]:
+    """A started test station on a full OCPP URL (e.g. a `csms serve` child process)."""
     subprotocol = "ocpp2.1" if version == "2.1" else "ocpp2.0.1"
     cls = station_class or (TestStation21 if version == "2.1" else TestStation201)
-    async with websockets.connect(
-        ocpp_url(system, station_id), subprotocols=[subprotocol], **connect_kwargs
-    ) as ws:
-        station = cls(station_id, ws, response_timeout=10)
+    async with websockets.connect(url, subprotocols=[subprotocol], **connect_kwargs) as ws:
+        station = cls(station_id, ws, response_timeout=response_timeout)
         reader = asyncio.create_task(station.start())
         try:
             yield station

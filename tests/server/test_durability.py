@@ -26,7 +26,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets
 from ocpp.v21 import call
 from ocpp.v21.datatypes import (
     ChargingStationType,
@@ -42,7 +41,7 @@ from sqlalchemy import select
 from csms.store.db import Database
 from csms.store.models import MeterSample, TransactionEventRecord
 from simclock import iso
-from tests.stations import TestStation21
+from tests.stations import TestStation21, connected_to
 
 pytestmark = pytest.mark.e2e
 
@@ -135,17 +134,9 @@ async def stop_serve(serve: ServeProcess) -> None:
 
 @contextlib.asynccontextmanager
 async def station_on(serve: ServeProcess, station_id: str) -> AsyncIterator[TestStation21]:
-    async with websockets.connect(
-        f"{serve.ocpp_url}/ocpp/{station_id}", subprotocols=["ocpp2.1"], open_timeout=30
-    ) as ws:
-        station = TestStation21(station_id, ws, response_timeout=30)
-        reader = asyncio.create_task(station.start())
-        try:
-            yield station
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+    url = f"{serve.ocpp_url}/ocpp/{station_id}"
+    async with connected_to(url, station_id, response_timeout=30, open_timeout=30) as station:
+        yield station
 
 
 # ---- what the station sends --------------------------------------------------------------
