@@ -280,3 +280,148 @@ class JournalEntry(SQLModel, table=True):
     action: str = ""
     frame: str
     at: datetime = _at(default_factory=utcnow)
+
+
+# ---- V2G programs, enrolment and events (csms/scheduler; DESIGN §3) ------------------------
+
+
+class Vehicle(SQLModel, table=True):
+    """A participant's car or bus: its model from iso15118_profiles (capacity, BPT limits)."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    ev_model: str = Field(max_length=64)
+    label: str = ""
+    created_at: datetime = _at(default_factory=utcnow)
+
+
+class Enrollment(SQLModel, table=True):
+    """A participant's vehicle on one EVSE, enrolled in programs, with the owner's promises:
+    the floor (minimum SoC) and the usual departure (local time in `time_zone`)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant: str = Field(max_length=120)
+    participant_class: str = (
+        "residential"  # residential | commercial (programs.PARTICIPANT_CLASSES)
+    )
+    vehicle_id: str = Field(foreign_key="vehicle.id", max_length=64)
+    station_id: str = Field(index=True, max_length=48)
+    evse_id: int = 1
+    programs: list[str] = _json(default_factory=list)
+    min_soc_pct: float
+    departure_time: str | None = None  # "HH:MM" local, usual departure on days it leaves
+    time_zone: str = "America/New_York"
+    webhook_url: str | None = None
+    mqtt: bool = False
+    active: bool = True
+    created_at: datetime = _at(default_factory=utcnow)
+    withdrawn_at: datetime | None = _at(default=None)
+
+
+class CustomProgram(SQLModel, table=True):
+    """An operator-defined program: the same definition the shipped TOML holds, as JSON."""
+
+    __tablename__ = "custom_program"
+    id: str = Field(primary_key=True, max_length=64)
+    definition: dict[str, Any] = _json()
+    created_at: datetime = _at(default_factory=utcnow)
+
+
+class DrEvent(SQLModel, table=True):
+    """A demand-response event: scheduled -> notified -> active -> completed | cancelled.
+
+    `committed_kw` is what the plan nominates (a flat level the fleet holds for the window);
+    `delivered_kw` is measured from registers at settlement (DESIGN §3.8, §3.10)."""
+
+    __tablename__ = "dr_event"
+    id: int | None = Field(default=None, primary_key=True)
+    program_id: str = Field(max_length=64)
+    start: datetime = _at()
+    end: datetime = _at()
+    time_zone: str = ""
+    season: str = ""
+    target_kw: float | None = None
+    interval_s: int = 300
+    state: str = Field(default="scheduled", index=True)
+    source: str = "api"  # api | cli | mqtt | openadr
+    notify_at: datetime = _at()
+    committed_kw: float | None = None
+    optimum_kw: float | None = None  # the plan's flat level before the reserve margin
+    delivered_kw: float | None = None
+    exported_kwh: float | None = None
+    plan_revision: int = 0
+    created_at: datetime = _at(default_factory=utcnow)
+    notified_at: datetime | None = _at(default=None)
+    activated_at: datetime | None = _at(default=None)
+    completed_at: datetime | None = _at(default=None)
+    cancelled_at: datetime | None = _at(default=None)
+    cancel_reason: str = ""
+    settled_at: datetime | None = _at(default=None)
+    restated_at: datetime | None = _at(default=None)
+    restatements: int = 0
+    owner_node: str = ""
+
+
+class EventParticipant(SQLModel, table=True):
+    """One enrolment's part in one event: notification, opt-out, dispatch and settlement."""
+
+    __tablename__ = "event_participant"
+    __table_args__ = (UniqueConstraint("event_id", "enrollment_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="dr_event.id", index=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id")
+    station_id: str = Field(max_length=48)
+    evse_id: int = 1
+    # eligible | left_out | opted_out | dispatched | rejected | offline | unplugged | done
+    status: str = "eligible"
+    reason: str = ""
+    notified_at: datetime | None = _at(default=None)
+    opted_out_at: datetime | None = _at(default=None)
+    transaction_id: str | None = None
+    profile_id: int | None = None
+    planned_kwh: float = 0.0  # grid side, in the current plan
+    expected_soc_end_pct: float | None = None
+    soc_start_pct: float | None = None
+    soc_end_pct: float | None = None
+    min_soc_seen_pct: float | None = None
+    export_start_wh: float | None = None
+    export_end_wh: float | None = None
+    import_start_wh: float | None = None
+    import_end_wh: float | None = None
+    delivered_kwh: float | None = None  # net grid export in the window, from registers
+    average_kw: float | None = None
+    last_setpoint_w: float | None = None
+    updated_at: datetime = _at(default_factory=utcnow)
+
+
+class EventPlan(SQLModel, table=True):
+    """Each plan revision of an event: why it was made and who exports what per interval."""
+
+    __tablename__ = "event_plan"
+    __table_args__ = (UniqueConstraint("event_id", "revision"),)
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="dr_event.id", index=True)
+    revision: int
+    reason: str = ""
+    method: str = "lp"
+    committed_kw: float = 0.0
+    interval_starts: list[str] = _json(default_factory=list)  # ISO-8601 UTC
+    allocation: dict[str, Any] = _json(default_factory=dict)  # enrollment id -> [grid kW, ...]
+    left_out: dict[str, Any] = _json(default_factory=dict)  # enrollment id -> reason
+    created_at: datetime = _at(default_factory=utcnow)
+
+
+class Notification(SQLModel, table=True):
+    """What a participant was told (DOMAIN promises 1 and 3), and how it was delivered."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    participant: str = Field(max_length=120)
+    event_id: int | None = Field(default=None, index=True)
+    kind: str  # enrolled | event-scheduled | event-updated | event-cancelled | opted-out
+    body: dict[str, Any] = _json()
+    channels: list[str] = _json(default_factory=list)  # webhook, mqtt; [] = record only
+    status: str = "pending"  # pending | delivered | failed | recorded
+    attempts: int = 0
+    last_error: str = ""
+    created_at: datetime = _at(default_factory=utcnow)
+    delivered_at: datetime | None = _at(default=None)
