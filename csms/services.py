@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from csms.domain import DomainEvents
 from csms.policies import Policies
 from csms.server.registry import SessionRegistry
 from csms.settings import Settings
@@ -23,6 +24,7 @@ class Services:
     writer: GroupWriter
     registry: SessionRegistry = field(default_factory=SessionRegistry)
     policies: Policies = field(default_factory=Policies)
+    domain: DomainEvents = field(default_factory=DomainEvents)
     commands: Commands | None = None
 
     @property

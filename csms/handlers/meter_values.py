@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from csms.domain import StationData
 from csms.handlers.common import insert_ignoring_duplicates, instant, int32, note_seen
 from csms.handlers.context import HandlerContext, Payload
 from csms.store.models import MeterSample
@@ -60,4 +61,9 @@ async def meter_values(ctx: HandlerContext, req: Payload) -> Payload:
 
     await ctx.write(unit)
     note_seen(ctx)
+    if rows:
+        latest = max(row["timestamp"] for row in rows)
+        ctx.services.domain.publish(
+            StationData("meter", ctx.station_id, rows[0]["evse_id"], timestamp=latest)
+        )
     return {}

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from csms.domain import StationData
 from csms.handlers.common import instant, int32, store_report
 from csms.handlers.context import HandlerContext, Payload
 from csms.store.models import ChargingProfileRecord, EvChargingNeeds
@@ -78,6 +79,7 @@ async def notify_ev_charging_needs(ctx: HandlerContext, req: Payload) -> Payload
         session.add(EvChargingNeeds(**fields, transaction_id=transaction_id))
 
     await ctx.write(unit)
+    ctx.services.domain.publish(StationData("needs", ctx.station_id, fields["evse_id"]))
     return {"status": "Accepted"}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
+from csms.domain import StationData
 from csms.handlers.authorization import id_token_info
 from csms.handlers.common import insert_if_new, instant, int32, note_seen
 from csms.handlers.context import HandlerContext, Payload
@@ -93,6 +94,18 @@ async def transaction_event(ctx: HandlerContext, req: Payload) -> Payload:
     outcome = await ctx.write(unit)
     note_seen(ctx)
     _log(event, outcome)
+    if not outcome.replay:
+        ctx.services.domain.publish(
+            StationData(
+                "transaction",
+                event.station_id,
+                event.evse_id,
+                event.transaction_id,
+                event.event_type,
+                event.timestamp,
+                event.offline,
+            )
+        )
     return {"idTokenInfo": outcome.id_token_info} if outcome.id_token_info else {}
 
 

@@ -13,6 +13,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from csms.domain import StationData
 from csms.server.auth import (
     PasswordChecker,
     StationIdError,
@@ -141,12 +142,14 @@ class OcppServer:
             log.info("session.replaced", station_id=station_id)
             self._close_in_background(previous)
         await self._mark_connected(station_id, version.name, True)
+        self.services.domain.publish(StationData("connected", station_id))
         session.log.info("session.open", peer=str(connection.remote_address))
         try:
             await session.run()
         finally:
             if self.services.registry.remove(session):
                 await self._mark_connected(station_id, version.name, False)
+                self.services.domain.publish(StationData("disconnected", station_id))
             session.log.info("session.closed", code=connection.close_code)
 
     def _close_in_background(self, previous: StationSession) -> None:
