@@ -341,6 +341,10 @@ class DrEvent(SQLModel, table=True):
     season: str = ""
     target_kw: float | None = None
     interval_s: int = 300
+    # Share of the plan's flat level held back when committing: a car that leaves takes its
+    # energy with it, and only a reserve lets the others cover it (ADR 0005).
+    reserve_pct: float = 4.0
+    closed_loop: bool = True  # re-plan on deviation; False only to measure what it is worth
     state: str = Field(default="scheduled", index=True)
     source: str = "api"  # api | cli | mqtt | openadr
     notify_at: datetime = _at()

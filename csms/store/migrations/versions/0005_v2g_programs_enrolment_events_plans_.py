@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("season", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("target_kw", sa.Float(), nullable=True),
         sa.Column("interval_s", sa.Integer(), nullable=False),
+        sa.Column("reserve_pct", sa.Float(), nullable=False),
+        sa.Column("closed_loop", sa.Boolean(), nullable=False),
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("notify_at", csms.store.types.UTCDateTime(timezone=True), nullable=False),
