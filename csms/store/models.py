@@ -343,7 +343,7 @@ class DrEvent(SQLModel, table=True):
     interval_s: int = 300
     # Share of the plan's flat level held back when committing: a car that leaves takes its
     # energy with it, and only a reserve lets the others cover it (ADR 0005).
-    reserve_pct: float = 4.0
+    reserve_pct: float = 3.0
     closed_loop: bool = True  # re-plan on deviation; False only to measure what it is worth
     state: str = Field(default="scheduled", index=True)
     source: str = "api"  # api | cli | mqtt | openadr
