@@ -15,7 +15,8 @@ layout (see simulators/data/scenarios/*.toml for complete examples):
                 summer_break = ["06-20", "08-31"]
     [arrival_soc] mean_pct, sd_pct, min_pct, max_pct (default: per EV category)
     [[faults]]  fraction (0..1) or stations = [ids]; drop_connection_at_s = [sim s, ...],
-                offline_for_s, answer_delay_s, reject_profiles, derate = [[from sim s, factor]]
+                offline_for_s, answer_delay_s, reject_profiles, derate = [[from sim s, factor]],
+                unplug_at_s = [sim s, ...], replug_after_s (optional)
 
 Fault settings are the fields of `simulators.faults.FaultPlan`, by the same names.
 """
@@ -40,7 +41,7 @@ from simulators.behaviour import (
     parse_month_day,
 )
 from simulators.catalog import hardware_models
-from simulators.faults import FaultPlan
+from simulators.faults import FaultPlan, FaultPlanError
 
 OCPP_VERSIONS = ("2.1", "2.0.1")
 MIX_NAMES = ("residential", "bus", "all")
@@ -256,21 +257,37 @@ def _mix(fleet: _Table) -> tuple[MixEntry, ...]:
 
 
 def _faults(t: _Table) -> FaultPlan:
-    drops = t.raw.get("drop_connection_at_s", [])
-    if not isinstance(drops, list) or not all(_non_negative(x) for x in drops):
-        raise t.error("drop_connection_at_s", f"must be a list of sim seconds >= 0, got {drops!r}")
-    derate = t.raw.get("derate", [])
-    steps = _derate_steps(t, derate)
-    return FaultPlan(
-        drop_connection_at_s=tuple(sorted(float(x) for x in drops)),
-        offline_for_s=t.number("offline_for_s", 0.0, 0.0, 7 * 86400.0) or 0.0,
-        answer_delay_s=t.number("answer_delay_s", 0.0, 0.0, 300.0) or 0.0,
-        reject_profiles=t.boolean("reject_profiles", False),
-        derate=steps,
-    )
+    try:
+        return FaultPlan(
+            drop_connection_at_s=_sim_seconds(t, "drop_connection_at_s"),
+            offline_for_s=t.number("offline_for_s", 0.0, 0.0, 7 * 86400.0) or 0.0,
+            answer_delay_s=t.number("answer_delay_s", 0.0, 0.0, 300.0) or 0.0,
+            reject_profiles=t.boolean("reject_profiles", False),
+            derate=_derate_steps(t, t.raw.get("derate", [])),
+            unplug_at_s=_sim_seconds(t, "unplug_at_s"),
+            replug_after_s=t.number("replug_after_s", None, 0.0, 7 * 86400.0),
+        )
+    except FaultPlanError as exc:  # rules across fields (a replug needs an unplug, ...)
+        raise t.error(exc.field, exc.what) from None
 
 
-FAULT_KEYS = ("drop_connection_at_s", "offline_for_s", "answer_delay_s", "reject_profiles")
+FAULT_KEYS = (
+    "drop_connection_at_s",
+    "offline_for_s",
+    "answer_delay_s",
+    "reject_profiles",
+    "derate",
+    "unplug_at_s",
+    "replug_after_s",
+)
+
+
+def _sim_seconds(t: _Table, name: str) -> tuple[float, ...]:
+    """A list of instants in sim seconds after the station starts, sorted."""
+    raw = t.raw.get(name, [])
+    if not isinstance(raw, list) or not all(_non_negative(x) for x in raw):
+        raise t.error(name, f"must be a list of sim seconds >= 0, got {raw!r}")
+    return tuple(sorted(float(x) for x in raw))
 
 
 def _non_negative(x: object) -> bool:
@@ -302,7 +319,7 @@ def _stations(root: _Table) -> tuple[StationSpec, ...]:
         _version_for(t, "ocpp_version", version, model)
         faults_table = t.table("faults")
         if faults_table is not None:
-            faults_table.only(*FAULT_KEYS, "derate")
+            faults_table.only(*FAULT_KEYS)
         specs.append(
             StationSpec(
                 id=station_id,
@@ -377,7 +394,7 @@ def _arrival(t: _Table | None) -> SocDistribution | None:
 def _fault_rules(root: _Table, known_ids: set[str] | None) -> tuple[FaultRule, ...]:
     rules = []
     for t in root.tables("faults"):
-        t.only("fraction", "stations", *FAULT_KEYS, "derate")
+        t.only("fraction", "stations", *FAULT_KEYS)
         fraction = t.number("fraction", None, 0.0, 1.0)
         ids = t.raw.get("stations", [])
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):

@@ -27,6 +27,10 @@ Behaviour, with the use cases it follows:
   offline carry `offline=true`; CALLERROR or no answer -> retried up to
   OCPPCommCtrlr.MessageAttempts, MessageAttemptInterval × attempt apart (wall seconds).
 - Q11/Q12: profiles keep executing while disconnected (ProfileEngine.set_offline/set_online).
+- Fault plan (`simulators.faults`): planned drops (offline from the planned instant, so every
+  transaction message made after it carries offline=true), derates, slow answers, rejected
+  profiles, and planned unplugs (E10: the transaction Ends as at any unplug) with an optional
+  replug of the same car at the SoC it left with.
 """
 
 from __future__ import annotations
@@ -188,12 +192,25 @@ class _Pending:
     evse_id: int
 
 
+@dataclass(frozen=True)
+class _Away:
+    """A car the fault plan unplugged, as it left: what a replug brings back."""
+
+    ev: EvModel
+    soc_pct: float
+    departure: datetime | None
+    evse_id: int
+
+
 @dataclass
 class _Timers:
     next_heartbeat_at: datetime | None = None
     next_aligned_at: datetime | None = None
     drop_index: int = 0
-    offline_until: datetime | None = None
+    offline_until: datetime | None = None  # set from a planned drop until the window is over
+    unplug_index: int = 0
+    replug_index: int = 0
+    away: list[_Away] = field(default_factory=list)
     booted_once: bool = False
     reboot_reason: str = "PowerUp"
     pending_plugs: list[_Pending] = field(default_factory=list)
@@ -252,6 +269,9 @@ class SimulatedStation:
                 if conn is None:
                     await self._sleep_wall(self._backoff(attempt))
                     attempt += 1
+                    continue
+                if self._timers.offline_until is not None:  # a planned drop fell mid-handshake
+                    await conn.close()
                     continue
                 attempt = 0
                 await self._serve(conn)
@@ -327,7 +347,11 @@ class SimulatedStation:
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and not self._conn.closed
+        """An open socket outside a planned drop: the drop counts from its planned instant,
+        not from when the socket has finished closing."""
+        return (
+            self._conn is not None and not self._conn.closed and self._timers.offline_until is None
+        )
 
     @property
     def online(self) -> bool:
@@ -530,18 +554,33 @@ class SimulatedStation:
         heartbeat = self._timers.next_heartbeat_at if self.online else None
         candidates = [cap, heartbeat, self._timers.next_aligned_at]
         candidates += [e.next_meter_at for e in self.evses.values()]
-        drops = self.config.faults.drop_connection_at_s
-        if self.started_at is not None and self._timers.drop_index < len(drops):
-            at = drops[self._timers.drop_index]
-            candidates.append(self.started_at + timedelta(seconds=at))
+        candidates += self._next_planned_faults()
         for at_s, _ in self.config.faults.derate:
             if self.started_at is not None and self._elapsed_s(now) < at_s:
                 candidates.append(self.started_at + timedelta(seconds=at_s))
                 break
         return min(c for c in candidates if c is not None)
 
+    def _next_planned_faults(self) -> list[datetime]:
+        """The next planned drop, unplug and replug of the fault plan (sim instants)."""
+        if self.started_at is None:
+            return []
+        faults, timers = self.config.faults, self._timers
+        pairs = (
+            (faults.drop_connection_at_s, timers.drop_index),
+            (faults.unplug_at_s, timers.unplug_index),
+            (faults.replug_at_s, timers.replug_index),
+        )
+        return [
+            self.started_at + timedelta(seconds=times[index])
+            for times, index in pairs
+            if index < len(times)
+        ]
+
     def _due(self, now: datetime) -> None:
         self._due_drop(now)
+        self._due_unplug(now)
+        self._due_replug(now)
         if self.online and self._timers.next_heartbeat_at and now >= self._timers.next_heartbeat_at:
             self._enqueue("Heartbeat", {})
             self._timers.next_heartbeat_at = now + timedelta(seconds=self.heartbeat_interval_s)
@@ -564,6 +603,42 @@ class SimulatedStation:
         if self._conn is not None:
             self.engine.set_offline(now)
             self._close_soon()
+
+    def _due_unplug(self, now: datetime) -> None:
+        """FaultPlan: at the planned sim times every car leaves (E10, as `unplug`)."""
+        times, index = self.config.faults.unplug_at_s, self._timers.unplug_index
+        if index >= len(times) or self._elapsed_s(now) < times[index]:
+            return
+        self._timers.unplug_index += 1
+        self._advance(now)  # the SoC the car leaves with is the SoC at this instant
+        away = [
+            _Away(e.ev, e.battery.soc_pct, e.departure, e.evse_id)
+            for e in self.evses.values()
+            if e.ev is not None and e.battery is not None
+        ]
+        away += [_Away(p.ev, p.soc_pct, p.departure, p.evse_id) for p in self._timers.pending_plugs]
+        for car in away:
+            self.unplug(car.evse_id)
+        self._timers.away = away
+        self.log.info("station.fault_unplug", at_s=times[index], cars=len(away))
+
+    def _due_replug(self, now: datetime) -> None:
+        """FaultPlan: `replug_after_s` after an unplug the same cars come back as they left."""
+        times, index = self.config.faults.replug_at_s, self._timers.replug_index
+        if index >= len(times) or self._elapsed_s(now) < times[index]:
+            return
+        self._timers.replug_index += 1
+        away, self._timers.away = self._timers.away, []
+        for car in away:
+            taken = self.evses[car.evse_id].ev is not None or any(
+                p.evse_id == car.evse_id for p in self._timers.pending_plugs
+            )
+            if taken:  # the fleet's behaviour plugged another car in meanwhile
+                self.log.info("station.fault_replug_skipped", evse_id=car.evse_id)
+                continue
+            departure = car.departure if car.departure is None or car.departure > now else None
+            self.plug_in(car.ev, car.soc_pct, departure, car.evse_id)
+        self.log.info("station.fault_replug", at_s=times[index], cars=len(away))
 
     def _due_aligned(self, now: datetime) -> None:
         """J01: clock-aligned MeterValues every AlignedDataCtrlr.Interval (0 = off)."""
