@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 import csms
 from csms.api import stations
+from csms.api import reports as report_routes
 
 if TYPE_CHECKING:
     from csms.services import Services
@@ -30,4 +31,5 @@ def create_app(services: Services) -> FastAPI:
         }
 
     app.include_router(stations.router)
+    app.include_router(report_routes.router)
     return app
