@@ -12,6 +12,7 @@ function receives the season's rate for the participant class and the per-event 
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 PARTICIPANT_CLASSES = ("residential", "commercial")
 _MD = re.compile(r"^(\d{2})-(\d{2})$")
 _HM = re.compile(r"^(\d{2}):(\d{2})$")
+# Ids and aliases appear in URLs (/api/v1/programs/{id}) and on command lines.
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _PROGRAM_KEYS = {
     "id",
     "name",
@@ -37,14 +40,25 @@ _PROGRAM_KEYS = {
     "sources",
     "annual_cap_usd",
     "min_dispatchable_h_per_year",
+    "aliases",
 }
 _SEASON_KEYS = {"name", "start", "end", "window", "weekdays", "rates"}
+# Durations and money beyond this are typing errors (and overflow timedelta): a year is 525,960 min.
+_MAX_NUMBER = 1e9
 # A leap year, so "02-29" is a valid season bound.
 _REFERENCE_YEAR = 2000
 
 
 class ProgramError(ValueError):
     """A program definition or a pay request is invalid; the message names program and field."""
+
+
+class UnknownProgramError(ProgramError, LookupError):
+    """No program has this id or alias; the message lists the known ids."""
+
+
+class DuplicateProgramError(ProgramError):
+    """A new program's id or alias is already another program's id or alias."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +88,17 @@ class Season:
             f"season {self.name!r} has no rate for participant class {participant_class!r} "
             f"(has: {known})"
         )
+
+    def definition(self) -> dict[str, Any]:
+        """The season as a program definition writes it (TOML/JSON shape)."""
+        return {
+            "name": self.name,
+            "start": f"{self.start_md[0]:02d}-{self.start_md[1]:02d}",
+            "end": f"{self.end_md[0]:02d}-{self.end_md[1]:02d}",
+            "window": [f"{self.window_start:%H:%M}", f"{self.window_end:%H:%M}"],
+            "weekdays": sorted(self.weekdays),
+            "rates": dict(self.rates),
+        }
 
     def describe(self) -> str:
         return (
@@ -106,10 +131,37 @@ class Program:
     annual_cap_usd: float | None = None
     min_dispatchable_h_per_year: float | None = None
     sources: tuple[tuple[str, str], ...] = ()
+    # Other names a caller may use for the program (DESIGN §2 posts "connected-solutions").
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The id and every alias."""
+        return (self.id, *self.aliases)
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+    def definition(self) -> dict[str, Any]:
+        """The program as a definition writes it: `program_from_dict` of it is this program."""
+        count = self.events_per_season
+        out: dict[str, Any] = {
+            "id": self.id,
+            "aliases": list(self.aliases),
+            "name": self.name,
+            "time_zone": self.time_zone,
+            "pay_rule": self.pay_rule,
+            "max_event_duration_min": self.max_event_duration.total_seconds() / 60,
+            "notice_lead_min": self.notice_lead.total_seconds() / 60,
+            "events_per_season": {"min": count.min, "typical": count.typical, "max": count.max},
+            "season": [season.definition() for season in self.seasons],
+            "sources": dict(self.sources),
+        }
+        for key in ("annual_cap_usd", "min_dispatchable_h_per_year"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
 
     def season_on(self, local_day: date) -> Season | None:
         return next((s for s in self.seasons if s.contains(local_day)), None)
@@ -313,11 +365,16 @@ def program_from_dict(data: Mapping[str, Any]) -> Program:
     pid = data.get("id")
     if not isinstance(pid, str) or not pid.strip():
         raise ProgramError("program: 'id' must be a non-empty string")
+    if not _NAME.match(pid):
+        raise ProgramError(
+            f"program {pid!r}: 'id' must be lowercase letters, digits, '.', '_' or '-' "
+            "(at most 64 characters), as it appears in URLs"
+        )
     err = _Errors(f"program {pid!r}")
     err.unknown(data, _PROGRAM_KEYS)
     zone = err.zone(data.get("time_zone"))
     rule = data.get("pay_rule")
-    if rule not in PAY_RULES:
+    if not isinstance(rule, str) or rule not in PAY_RULES:
         err.fail(f"pay_rule {rule!r} is not one of {', '.join(sorted(PAY_RULES))}")
     max_min = err.number(data, "max_event_duration_min", positive=True)
     seasons = tuple(_season(err, raw) for raw in err.list_of_tables(data, "season"))
@@ -333,16 +390,44 @@ def program_from_dict(data: Mapping[str, Any]) -> Program:
         events_per_season=_event_count(err, data.get("events_per_season")),
         annual_cap_usd=err.optional_number(data, "annual_cap_usd"),
         min_dispatchable_h_per_year=err.optional_number(data, "min_dispatchable_h_per_year"),
-        sources=tuple(sorted((str(k), str(v)) for k, v in (data.get("sources") or {}).items())),
+        sources=err.sources(data.get("sources")),
+        aliases=err.aliases(pid, data.get("aliases", [])),
     )
 
 
 def custom_program(data: Mapping[str, Any], existing: Mapping[str, Program]) -> Program:
-    """An operator-defined program, validated like the shipped ones; its id must be new."""
+    """An operator-defined program, validated like the shipped ones; its id and aliases must
+    be new (no other program's id or alias)."""
     program = program_from_dict(data)
-    if program.id in existing:
-        raise ProgramError(f"program {program.id!r} already exists")
+    _check_names_free(program, existing)
     return program
+
+
+def _check_names_free(program: Program, existing: Mapping[str, Program]) -> None:
+    taken = {name: other.id for other in existing.values() for name in other.names}
+    if program.id in existing:
+        raise DuplicateProgramError(f"program {program.id!r} already exists")
+    for name in program.names:
+        if name in taken:
+            owner = taken[name]
+            what = "the id" if name == owner else "an alias"
+            raise DuplicateProgramError(
+                f"program {program.id!r}: name {name!r} is already {what} of program {owner!r}"
+            )
+
+
+def find_program(programs: Mapping[str, Program], id_or_alias: str) -> Program:
+    """The program with this id or alias (case-insensitive), or UnknownProgramError."""
+    if id_or_alias in programs:
+        return programs[id_or_alias]
+    wanted = id_or_alias.strip().casefold()
+    for program in programs.values():
+        if wanted in (name.casefold() for name in program.names):
+            return program
+    known = ", ".join(
+        f"{p.id} ({', '.join(p.aliases)})" if p.aliases else p.id for p in programs.values()
+    )
+    raise UnknownProgramError(f"unknown program {id_or_alias!r}; known: {known}")
 
 
 def parse_programs(text: str) -> dict[str, Program]:
@@ -356,6 +441,7 @@ def parse_programs(text: str) -> dict[str, Program]:
         program = program_from_dict(entry)
         if program.id in programs:
             raise ProgramError(f"program {program.id!r} is defined twice")
+        _check_names_free(program, programs)
         programs[program.id] = program
     return programs
 
@@ -458,6 +544,8 @@ class _Errors:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(f"{key!r} must be a number, got {value!r}")
+        if not math.isfinite(value) or abs(value) > _MAX_NUMBER:
+            self.fail(f"{key!r} must be a finite number of sensible size, got {value!r}")
         if value < 0 or (positive and value == 0):
             self.fail(f"{key!r} must be {'> 0' if positive else '>= 0'}, got {value}")
         return float(value)
@@ -487,10 +575,30 @@ class _Errors:
             self.fail(f"window bound {value!r} must be a local time 'HH:MM'")
         return time(int(match[1]), int(match[2]))
 
+    def sources(self, value: Any) -> tuple[tuple[str, str], ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, Mapping):
+            self.fail("'sources' must map each field to where its number comes from")
+        return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+    def aliases(self, pid: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            self.fail("'aliases' must be a list of names")
+        bad = [a for a in value if not _NAME.match(a)]
+        if bad:
+            self.fail(
+                f"alias(es) {', '.join(map(repr, bad))} must be lowercase letters, digits, "
+                "'.', '_' or '-' (at most 64 characters)"
+            )
+        if pid in value or len(set(value)) != len(value):
+            self.fail("aliases must differ from the id and from each other")
+        return tuple(value)
+
     def weekdays(self, value: Any) -> frozenset[int]:
         if not isinstance(value, list) or not value:
             self.fail("'weekdays' must be a non-empty list of 0 (Monday) .. 6 (Sunday)")
-        if not all(isinstance(d, int) and 0 <= d <= 6 for d in value):
+        if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in value):
             self.fail(f"weekdays {value!r} must be integers 0 (Monday) .. 6 (Sunday)")
         return frozenset(value)
 
@@ -500,6 +608,6 @@ class _Errors:
         for cls, rate in value.items():
             if cls not in PARTICIPANT_CLASSES:
                 self.fail(f"rate for unknown participant class {cls!r}")
-            if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1e9:
                 self.fail(f"rate for {cls} must be a number >= 0, got {rate!r}")
         return tuple(sorted((cls, float(rate)) for cls, rate in value.items()))

@@ -10,9 +10,12 @@ import pytest
 
 from csms.scheduler.programs import (
     PAY_RULES,
+    DuplicateProgramError,
     EventDelivery,
     ProgramError,
+    UnknownProgramError,
     custom_program,
+    find_program,
     load_programs,
     parse_programs,
     program_from_dict,
@@ -305,6 +308,12 @@ def _with(path: tuple, value) -> dict:
         (("season", 0, "weekdays"), [7], "weekdays [7] must be integers 0 (Monday)"),
         (("season",), [], "needs at least one [[season]]"),
         (("events_per_season",), {"min": 5, "typical": 3, "max": 9}, "min <= typical <= max"),
+        (("max_event_duration_min",), float("nan"), "must be a finite number of sensible size"),
+        (("notice_lead_min",), float("inf"), "must be a finite number of sensible size"),
+        (("pay_rule",), ["average_kw"], "pay_rule ['average_kw'] is not one of"),
+        (("sources",), "a book", "'sources' must map each field"),
+        (("season", 0, "rates"), {"residential": float("nan")}, "rate for residential must be"),
+        (("season", 0, "weekdays"), [True], "weekdays [True] must be integers"),
     ],
 )
 def test_custom_program_errors_name_the_field(path, value, message):
@@ -328,6 +337,80 @@ def test_custom_program_without_id_is_refused():
 def test_bad_toml_is_a_program_error():
     with pytest.raises(ProgramError, match="not valid TOML"):
         parse_programs("[[program]\n")
+
+
+# --- ids and aliases ---------------------------------------------------------------------------
+
+
+def test_design_example_names_connected_solutions_by_its_alias(programs):
+    """DESIGN.md §2 posts {"program": "connected-solutions", ...}."""
+    assert find_program(programs, "connected-solutions").id == "ma-connectedsolutions"
+    assert find_program(programs, "ma-connectedsolutions").id == "ma-connectedsolutions"
+    assert find_program(programs, "Clean-Peak").id == "ma-clean-peak"
+    assert find_program(programs, "elrp").id == "ca-elrp"
+    for program in programs.values():
+        assert program.aliases, f"{program.id} has a short name too"
+        for alias in program.aliases:
+            assert find_program(programs, alias) is program
+
+
+def test_unknown_program_lists_the_known_ids_and_aliases(programs):
+    with pytest.raises(UnknownProgramError) as info:
+        find_program(programs, "connected-solution")
+    assert isinstance(info.value, LookupError) and isinstance(info.value, ProgramError)
+    message = str(info.value)
+    assert "unknown program 'connected-solution'" in message
+    assert "ma-connectedsolutions (connected-solutions)" in message
+    assert "ca-elrp (elrp)" in message
+
+
+@pytest.mark.parametrize(
+    ("aliases", "message"),
+    [
+        ("mine", "'aliases' must be a list of names"),
+        (["Has Space"], "alias(es) 'Has Space' must be lowercase"),
+        (["my-utility-summer"], "aliases must differ from the id and from each other"),
+        (["a", "a"], "aliases must differ from the id and from each other"),
+    ],
+)
+def test_aliases_are_validated(aliases, message):
+    with pytest.raises(ProgramError, match="my-utility-summer") as info:
+        program_from_dict(dict(_custom(), aliases=aliases))
+    assert message in str(info.value)
+
+
+def test_program_id_must_be_url_safe():
+    with pytest.raises(ProgramError, match="'id' must be lowercase letters"):
+        program_from_dict(dict(_custom(), id="My Program"))
+    with pytest.raises(ProgramError, match="at most 64 characters"):
+        program_from_dict(dict(_custom(), id="x" * 65))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"id": "elrp"}, "name 'elrp' is already an alias of program 'ca-elrp'"),
+        ({"aliases": ["clean-peak"]}, "name 'clean-peak' is already an alias of program"),
+        ({"aliases": ["ca-elrp"]}, "name 'ca-elrp' is already the id of program 'ca-elrp'"),
+        ({"id": "ca-elrp"}, "program 'ca-elrp' already exists"),
+    ],
+)
+def test_custom_names_must_not_clash_with_any_program(programs, changes, message):
+    with pytest.raises(DuplicateProgramError) as info:
+        custom_program(dict(_custom(), **changes), programs)
+    assert message in str(info.value)
+
+
+def test_a_shipped_alias_may_not_name_another_program():
+    text = _shipped_text().replace('aliases = ["elrp"]', 'aliases = ["clean-peak"]')
+    with pytest.raises(DuplicateProgramError, match="'clean-peak' is already an alias"):
+        parse_programs(text)
+
+
+def test_definition_round_trips_every_program(programs):
+    for program in [*programs.values(), custom_program(_custom(), programs)]:
+        assert program_from_dict(program.definition()) == program
+    assert programs["ma-connectedsolutions"].definition()["aliases"] == ["connected-solutions"]
 
 
 def _shipped_text() -> str:
