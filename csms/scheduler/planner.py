@@ -55,6 +55,8 @@ Methods
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +81,24 @@ ENERGY_ABS_TOL_KWH = 1e-6
 REFILL_PASSES = 3
 Method = Literal["lp", "waterfill"]
 Priority = Literal["energy", "committed"]
+
+
+def _construct_once_quietly() -> None:
+    """HiGHS prints a banner on C stdout at its first construction in a process; it would
+    corrupt `--json` output (the summary must be the last line). Construct it once at import,
+    with fd 1 pointed at /dev/null (imports are single-threaded, so nothing else is lost)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+_construct_once_quietly()
 
 
 class PlanningError(ValueError):
