@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from csms import logs
+from csms.cli_events import events_app
 from csms.settings import Settings
 from csms.store.db import DEFAULT_DATABASE_URL, DatabaseUrlError, normalise_url
 from simclock import Clock, parse_instant
@@ -38,6 +41,9 @@ def _instant(value: str | None) -> datetime | None:
         return parse_instant(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+app.add_typer(events_app, name="events")
 
 
 @app.callback()
@@ -113,29 +119,45 @@ def serve(
 
 @app.command()
 def demo(
-    stations: Annotated[int, typer.Option(min=1, max=200, help="How many demo stations.")] = 4,
+    stations: Annotated[int, typer.Option(min=2, max=200, help="How many stations.")] = 18,
+    speed: Annotated[float, typer.Option(min=1, max=600, help="Simulated clock speed.")] = 150.0,
+    duration: Annotated[
+        float, typer.Option(min=15, max=180, help="Event length, simulated minutes.")
+    ] = 180.0,
+    report: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path(
+        "csms-demo-report.html"
+    ),
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on the last line.")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "error",
 ) -> None:
-    """Run a CSMS and demo stations in one process and show the discharge gate at work."""
+    """One ConnectedSolutions event on a simulated mixed fleet, end to end, in one process."""
     from csms import demo as demo_module
 
     logs.configure(log_level)
-    typer.echo(
+
+    def progress(line: str) -> None:
+        typer.echo(line, err=json_output)
+
+    progress(
         f"Starting a CSMS on a temporary SQLite file and {stations} simulated stations "
-        f"(clock x{demo_module.SPEED:g})..."
+        f"(clock x{speed:g})..."
     )
-    outcomes = demo_module.main(stations)
-    for outcome in outcomes:
-        typer.echo(demo_module.describe(outcome))
-    sent = sum(1 for o in outcomes if o.http_status == 200)
-    typer.echo(f"{sent} discharge profiles reached their stations, {len(outcomes) - sent} refused.")
-    wrong = [
-        o
-        for o in outcomes
-        if (o.http_status == 200) != o.can_discharge or (o.can_discharge and o.exported_kwh <= 0)
-    ]
-    if wrong:
-        typer.echo(f"demo: the gate decided wrongly for {[o.station_id for o in wrong]}", err=True)
+    options = demo_module.DemoOptions(
+        stations=stations, speed=speed, duration_minutes=duration, report_path=report
+    )
+    try:
+        summary = demo_module.main(options, progress)
+    except (RuntimeError, TimeoutError) as exc:
+        typer.echo(f"csms demo: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in demo_module.describe(summary):
+        progress(line)
+    if json_output:
+        typer.echo(json.dumps(summary.as_json()))
+    if summary.soc_floor_violations:
+        typer.echo("csms demo: a car went below its owner's floor", err=True)
         raise typer.Exit(1)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from csms.api.app import create_app
 from csms.commands import Commands
+from csms.scheduler.v2g import V2G
 from csms.server.app import OcppServer
 from csms.services import Services
 from csms.settings import Settings
@@ -28,6 +29,7 @@ class CentralSystem:
         db = Database(settings.database_url)
         self.services = Services(settings=settings, db=db, writer=GroupWriter(db))
         self.services.commands = Commands(self.services)
+        self.services.v2g = V2G(self.services)
         self.ocpp = OcppServer(self.services)
         self._api: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -42,6 +44,8 @@ class CentralSystem:
         self.services.writer.start()
         await self.ocpp.start()
         await self._start_api()
+        assert self.services.v2g is not None
+        await self.services.v2g.start()
 
     async def _reset_connection_state(self) -> None:
         # After a crash the table may still say "connected" for stations this node held.
@@ -89,6 +93,8 @@ class CentralSystem:
 
     async def stop(self) -> None:
         """Close connections, stop the API, commit what is queued, release the database."""
+        if self.services.v2g is not None:
+            await self.services.v2g.stop()
         await self.ocpp.close()
         if self._api is not None and self._api_task is not None:
             self._api.should_exit = True

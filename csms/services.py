@@ -15,6 +15,7 @@ from simclock import Clock
 
 if TYPE_CHECKING:
     from csms.commands import Commands
+    from csms.scheduler.v2g import V2G
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Services:
     policies: Policies = field(default_factory=Policies)
     domain: DomainEvents = field(default_factory=DomainEvents)
     commands: Commands | None = None
+    v2g: V2G | None = None
 
     @property
     def clock(self) -> Clock:

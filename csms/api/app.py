@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 import csms
-from csms.api import enrolments, stations
+from csms.api import enrolments, events, stations
 from csms.api import reports as report_routes
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def create_app(services: Services) -> FastAPI:
         }
 
     app.include_router(stations.router)
+    app.include_router(events.router)
     app.include_router(enrolments.router)
     app.include_router(report_routes.router)
     return app

@@ -261,13 +261,13 @@ async def test_Q04_dynamic_discharge_update_is_gated_against_its_profile(csms_sq
     async with connected(csms_sqlite, "CP-Q04", station_class=CommandStation21) as station:
         await boot(station)
         update = {"chargingProfileId": 7, "scheduleUpdate": {"setpoint": -5000.0}}
-        unknown = await commands.update_dynamic_schedule("CP-Q04", update)
+        unknown = await commands.update_dynamic_schedule("CP-Q04", update, origin="api")
         assert unknown.failure == "refused" and "no Accepted charging profile 7" in unknown.reason
         await seed_needs(csms_sqlite, "CP-Q04", 1)
         await seed_transaction(csms_sqlite, "CP-Q04", 1, "tx-q04")
         sent = await commands.set_charging_profile("CP-Q04", discharge_profile_21("tx-q04"))
         assert sent.accepted, sent
-        allowed = await commands.update_dynamic_schedule("CP-Q04", update)
+        allowed = await commands.update_dynamic_schedule("CP-Q04", update, origin="api")
         assert allowed.accepted
         assert len(received(station, "UpdateDynamicSchedule")) == 1
     async with csms_sqlite.services.db.read() as session:
