@@ -1,26 +1,45 @@
-"""`csms demo` runs to completion on simulated hardware: the discharge gate decides right for
-every station, and the stations it lets through really export (their registers say so)."""
+"""`csms demo`: one ConnectedSolutions event on a simulated mixed fleet, end to end, with the
+summary on the last line as JSON (DESIGN.md §2) and a self-contained HTML report."""
 
 from __future__ import annotations
 
-import re
+import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from csms.cli import app
 
+KEYS = {
+    "stations",
+    "participants",
+    "notified_before_start",
+    "opt_outs",
+    "committed_kw",
+    "delivered_kw",
+    "delivery_ratio",
+    "soc_floor_violations",
+    "pay_usd",
+    "report",
+}
 
-def test_demo_discharges_exactly_the_stations_that_showed_they_can() -> None:
-    result = CliRunner().invoke(app, ["demo", "--stations", "8"])
+
+def test_demo_runs_an_event_and_prints_the_summary_as_json(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    args = ["demo", "--stations", "8", "--speed", "300", "--duration", "60"]
+    result = CliRunner().invoke(app, [*args, "--report", str(report), "--json"])
     assert result.exit_code == 0, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("DEMO-")]
-    assert len(lines) == 8
-    accepted = [line for line in lines if "station answered Accepted" in line]
-    refused = [line for line in lines if "refused (403)" in line]
-    assert len(accepted) == 4 and len(refused) == 4
-    assert {line.split()[1] for line in accepted} == {"dcbel-ara", "heliox-44"}
-    exported = [float(re.search(r"exported ([\d.]+) kWh", line)[1]) for line in accepted]
-    assert all(kwh > 0 for kwh in exported)
-    assert any("offered no bidirectional" in line for line in refused)
-    assert any("not marked as accepting negative limits" in line for line in refused)
-    assert "4 discharge profiles reached their stations, 4 refused." in result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary) >= KEYS
+    assert summary["stations"] == summary["participants"] == 8
+    assert summary["notified_before_start"] == 8
+    assert summary["opt_outs"] == 1
+    assert summary["soc_floor_violations"] == 0
+    assert summary["committed_kw"] > 0 and summary["delivered_kw"] > 0
+    assert summary["pay_usd"] > 0
+    assert summary["plan_revisions"] > 1  # the opt-out and the unplug were re-planned around
+    html = report.read_text()
+    assert summary["report"] == str(report)
+    assert html.count("data:image/png;base64,") == 2
+    # Progress went to stderr; stdout is only the JSON line.
+    assert len(result.stdout.strip().splitlines()) == 1
