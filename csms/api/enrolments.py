@@ -305,6 +305,8 @@ async def delete_enrollment(
         row = await withdraw(services, enrollment_id, _notifier(request, services))
     except EnrolmentError as exc:
         raise _raise(exc) from None
+    if services.v2g is not None:  # a car under an open event leaves it (promise 4)
+        await services.v2g.events.withdrawn(enrollment_id)
     return _enrollment_view(row)
 
 

@@ -346,6 +346,7 @@ def _store(
         vehicle_id=vehicle_id,
         station_id=request.station_id,
         evse_id=request.evse_id,
+        evse_model=checked.hardware.id,
         programs=[p.id for p in checked.programs],
         min_soc_pct=request.min_soc_pct,
         departure_time=request.departure_time,

@@ -193,6 +193,24 @@ class EventService:
         )
         return updated
 
+    async def withdrawn(self, enrollment_id: int) -> list[int]:
+        """An enrolment that ends leaves every open event it is in, like an opt-out (a car
+        already discharging stops now). Returns the events it left."""
+        async with self.services.db.read() as session:
+            query = (
+                select(DrEvent.id)
+                .join(EventParticipant, EventParticipant.event_id == DrEvent.id)  # type: ignore[arg-type]
+                .where(
+                    EventParticipant.enrollment_id == enrollment_id,
+                    EventParticipant.status != "opted_out",
+                    DrEvent.state.in_(OPEN_STATES),  # type: ignore[attr-defined]
+                )
+            )
+            event_ids = [i for i in (await session.execute(query)).scalars() if i is not None]
+        for event_id in event_ids:
+            await self.opt_out(event_id, enrollment_id)
+        return event_ids
+
     async def get(self, event_id: int) -> DrEvent:
         async with self.services.db.read() as session:
             event = await session.get(DrEvent, event_id)

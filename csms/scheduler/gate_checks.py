@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 
 from csms.gate import GateCheck, GateContext, discharging_periods, schedule_periods
-from csms.scheduler.hardware import hardware_of
+from csms.scheduler.hardware import hardware_by_id, hardware_of
 from csms.scheduler.planner import DEFAULT_EFFICIENCY
 from csms.store.models import DrEvent, Enrollment, EventParticipant, MeterSample, Vehicle
 from iso15118_profiles import can_discharge, ev_models
@@ -227,6 +227,8 @@ async def check_matched_pair(ctx: GateContext) -> str | None:
     enrollment, vehicle = enrolled
     station = ctx.station
     hardware = hardware_of(station) if station is not None else None
+    if hardware is None and enrollment.evse_model:  # the operator named it at enrolment
+        hardware = hardware_by_id(enrollment.evse_model)
     if hardware is None:
         boots_as = (
             f"vendor {station.vendor!r} model {station.model!r}"

@@ -306,6 +306,9 @@ class Enrollment(SQLModel, table=True):
     vehicle_id: str = Field(foreign_key="vehicle.id", max_length=64)
     station_id: str = Field(index=True, max_length=48)
     evse_id: int = 1
+    # The hardware catalog id the pair was checked against (the station's reported hardware,
+    # or the operator's `evse_model` where the station is not in the catalog).
+    evse_model: str = Field(default="", max_length=64)
     programs: list[str] = _json(default_factory=list)
     min_soc_pct: float
     departure_time: str | None = None  # "HH:MM" local, usual departure on days it leaves

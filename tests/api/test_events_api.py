@@ -4,6 +4,7 @@ are checked in one place, bad input gets a 4xx with the reason, and the life cyc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -113,3 +114,18 @@ async def test_cancel_ends_an_open_event_once(api) -> None:
     assert again.status_code == 409 and "cancelled" in again.json()["detail"]
     # A cancelled event no longer blocks its window.
     assert (await api.post("/api/v1/events", json=event())).status_code == 201
+
+
+async def test_withdrawing_an_enrolment_leaves_its_open_events(api) -> None:
+    eid = (await api.post("/api/v1/enrollments", json=enrolment())).json()["id"]
+    # A notice lead longer than the wait: the participant is notified at once.
+    created = (await api.post("/api/v1/events", json=event(notice_minutes=10**6))).json()
+    async with asyncio.timeout(20):
+        while (await api.get(f"/api/v1/events/{created['id']}")).json()["state"] != "notified":  # noqa: ASYNC110 (polls the API)
+            await asyncio.sleep(0.2)
+    detail = (await api.get(f"/api/v1/events/{created['id']}")).json()
+    assert [p["status"] for p in detail["participants"]] == ["eligible"]
+    assert detail["participants"][0]["notified_at"] is not None
+    assert (await api.delete(f"/api/v1/enrollments/{eid}")).status_code == 200
+    detail = (await api.get(f"/api/v1/events/{created['id']}")).json()
+    assert [p["status"] for p in detail["participants"]] == ["opted_out"]

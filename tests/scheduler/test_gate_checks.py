@@ -287,7 +287,11 @@ async def test_q03_unmatched_pair_refused_naming_both(gated) -> None:
         assert received(station, "SetChargingProfile") == []
 
 
-async def test_q03_station_hardware_outside_the_catalog_cannot_be_paired(gated) -> None:
+async def test_q03_station_outside_the_catalog_is_paired_by_the_enrolments_evse_model(
+    gated,
+) -> None:
+    """The station reports hardware we do not know; the operator named it at enrolment
+    (a dcbel Ara): the pair is checked against that, and the next check (the floor) decides."""
     await enrolled(gated, "ODD-1", "nissan-leaf-40", floor=30, evse_model="dcbel-ara")
     async with connected(gated, "ODD-1", station_class=CommandStation21) as station:
         await station.call(
@@ -312,9 +316,7 @@ async def test_q03_station_hardware_outside_the_catalog_cannot_be_paired(gated) 
             )
         )
         result = await push(gated, "ODD-1", profile(schedule(T0, 600, sp(0, -1000.0))))
-    assert refusal(result, "matched_pair").startswith(
-        "station ODD-1 (vendor 'Acme' model 'X1') is not in the hardware catalog"
-    )
+    assert result.failure == "refused" and result.error_code == "soc_floor", result
 
 
 async def test_without_an_enrolment_the_pair_and_floor_checks_do_not_apply(gated) -> None:

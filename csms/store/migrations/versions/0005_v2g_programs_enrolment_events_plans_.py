@@ -79,6 +79,7 @@ def upgrade() -> None:
         sa.Column("vehicle_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("station_id", sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
         sa.Column("evse_id", sa.Integer(), nullable=False),
+        sa.Column("evse_model", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("programs", sa.JSON().with_variant(sa.JSON(), "sqlite"), nullable=False),
         sa.Column("min_soc_pct", sa.Float(), nullable=False),
         sa.Column("departure_time", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
