@@ -68,7 +68,9 @@ UNDER_DELIVERY_MIN_KW = 0.5
 MEASURE_SPAN_S = 150.0  # register differences over at most this long (about two meter values)
 SETTLE_GRACE_S = 90.0  # after a setpoint change: response delay, ramp and one meter value
 WALL_GRACE_S = 2.0  # ... and messages in flight, in wall seconds
-CAP_RETRY_S = 900.0  # a measured cap is forgotten after this long: derates lift
+# A measured cap holds for one plan interval: long enough to move the shortfall onto others
+# now, short enough not to starve a car whose derate lifted (its energy is re-planned later).
+CAP_RETRY_S = 300.0
 FLOOR_STOP_MARGIN_PCT = 0.2
 MIN_REPLAN_WINDOW_S = 30.0
 CHANGE_KW = 0.1  # a re-planned period differing less than this from what was sent is kept
@@ -479,6 +481,9 @@ class Dispatcher:
             max_discharge_kw=cand.evse_max_kw,
         )
         result = await commands.set_charging_profile(sid, request, origin="dispatcher")
+        if result.accepted and part.status == "opted_out":
+            await self._clear(run, [part], "opted out while the profile was in flight")
+            return None
         if result.accepted:
             previous = part.asked_kw(periods[0].start, periods[0].start + timedelta(seconds=1))
             if abs(previous - fitted[0].export_kw) > CHANGE_KW:
@@ -488,6 +493,8 @@ class Dispatcher:
             await self._store_parts(run, [part], None)
             return None
         why = result.reason or f"station answered {result.status}"
+        if part.status == "opted_out":  # opted out while this plan was in flight: stays so
+            return None
         connected = sid in set(self.services.registry.ids())
         if result.failure == "refused" and result.error_code == "soc_floor":
             # The SoC fell between the plan and the gate's look: plan again from the new one

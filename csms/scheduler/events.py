@@ -46,7 +46,7 @@ SETTLE_DELAY = timedelta(minutes=3)
 # Profiles are planned and sent this long before the start (simulated seconds, or wall seconds
 # at the clock's speed, whichever is longer: a burst to a large fleet takes wall time).
 PREPARE_LEAD_SIM_S = 120.0
-PREPARE_LEAD_WALL_S = 5.0
+PREPARE_LEAD_WALL_S = 15.0
 MAX_INTERVAL_MIN = 60
 MAX_RESERVE_PCT = 50.0
 

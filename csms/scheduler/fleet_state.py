@@ -248,35 +248,40 @@ async def latest_readings(
 async def recent_samples(
     session: AsyncSession, keys: Sequence[tuple[str, int]], since: datetime
 ) -> dict[tuple[str, int], dict[str, list[Reading]]]:
-    """Export/import registers and SoC of many EVSEs since an instant, in time order."""
+    """Export/import registers and SoC of many EVSEs since an instant, in time order. Plain
+    columns, not ORM rows: the control loop reads this every few seconds for the whole fleet."""
     if not keys:
         return {}
     stations = {station for station, _ in keys}
+    m = MeterSample.__table__.c  # type: ignore[attr-defined]
     query = (
-        select(MeterSample)
+        select(m.station_id, m.evse_id, m.measurand, m.timestamp, m.value, m.unit, m.multiplier)
         .where(
-            MeterSample.station_id.in_(stations),  # type: ignore[attr-defined]
-            MeterSample.timestamp >= since,
-            MeterSample.measurand.in_((SOC, EXPORT, IMPORT)),  # type: ignore[attr-defined]
-            MeterSample.phase == "",
+            m.station_id.in_(stations),
+            m.timestamp >= since,
+            m.measurand.in_((SOC, EXPORT, IMPORT)),
+            m.phase == "",
         )
-        .order_by(MeterSample.timestamp)  # type: ignore[arg-type]
+        .order_by(m.timestamp)
     )
     wanted = set(keys)
     out: dict[tuple[str, int], dict[str, list[Reading]]] = {}
-    for row in (await session.execute(query)).scalars():
-        key = (row.station_id, row.evse_id)
-        if key in wanted:
-            out.setdefault(key, {}).setdefault(row.measurand, []).append(
-                Reading(row.timestamp, sample_value(row))
+    for sid, evse, measurand, at, value, unit, multiplier in await session.execute(query):
+        if (sid, evse) in wanted:
+            out.setdefault((sid, evse), {}).setdefault(measurand, []).append(
+                Reading(at, _scaled(value, unit, multiplier))
             )
     return out
 
 
+def _scaled(value: float, unit: str, multiplier: int) -> float:
+    scaled = value * (10.0**multiplier)
+    return scaled * 1000.0 if unit.lower() == "kwh" else scaled
+
+
 def sample_value(row: MeterSample) -> float:
     """A register in Wh (kWh converted), a SoC in %: value × 10^multiplier as sent."""
-    value = row.value * (10.0**row.multiplier)
-    return value * 1000.0 if row.unit.lower() == "kwh" else value
+    return _scaled(row.value, row.unit, row.multiplier)
 
 
 def measured_export_kw(samples: dict[str, list[Reading]], since: datetime) -> float | None:
