@@ -437,6 +437,8 @@ class Dispatcher:
         jobs = []
         planned = {int(v.vehicle_id): v for v in plan.vehicles}
         for part in run.parts.values():
+            if part.status == "opted_out":  # while this plan was being made
+                continue
             vp = planned.get(part.enrollment.id or 0)
             if vp is not None:
                 periods = [
