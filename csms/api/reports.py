@@ -19,13 +19,13 @@ from csms.api.deps import get_services
 from csms.api.models import Problem
 from csms.scheduler.programs import ProgramError
 from csms.scheduler.reports import event_report, event_report_csv
-from csms.scheduler.settlement import (
+from csms.scheduler.seasons import (
     SeasonReport,
-    UnknownEventError,
     UnknownProgramError,
     resolve_program,
     season_report,
 )
+from csms.scheduler.settlement import UnknownEventError
 from csms.scheduler.telemetry import (
     TelemetryRangeError,
     TelemetryRow,

@@ -30,18 +30,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.scheduler import programs
 from csms.scheduler.programs import Program, ProgramError
+from csms.scheduler.seasons import UnknownProgramError, delivery, resolve_program, season_of
 from csms.scheduler.settlement import (
     CLOSING_SAMPLES_WAIT,
     EventSettlement,
     ParticipantSettlement,
     SettlementError,
     UnknownEventError,
-    UnknownProgramError,
-    delivery,
     is_opted_out,
     measure_event,
-    resolve_program,
-    season_of,
     settle_event,
     with_settlement_note,
 )

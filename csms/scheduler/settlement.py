@@ -1,6 +1,8 @@
 """Settlement: what each participant of a demand-response event delivered, measured from the
-station's export and import registers (never from the setpoints we sent, DESIGN §3.8), and the
-season performance and pay that follow from it (DOMAIN.md, ConnectedSolutions).
+station's export and import registers (never from the setpoints we sent, DESIGN §3.8). This
+module holds the meters around a window, one participant's and one event's numbers, and
+`settle_event` with its write-or-restate bookkeeping. Late data re-settles through
+csms.scheduler.restater; season performance and pay are in csms.scheduler.seasons.
 
 Registers are read with the meter arithmetic of csms.scheduler.telemetry (units and
 multipliers, phases, interpolation between bracketing samples, the nearest sample at an end only
@@ -20,28 +22,22 @@ Per event: delivered_kw = Σ counted_kw (the program's performance figure); expo
 
 Restatement: settling a settled event again writes only when a number changed (a late offline
 replay arrived); then `restatements` goes up, `restated_at` is set and `settlement.restated` is
-logged with the old and new delivered kW. `LateDataRestater` does that on its own when late data
-arrives for a settled event.
+logged with the old and new delivered kW.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from csms.domain import StationData
-from csms.scheduler import programs
-from csms.scheduler.programs import EventDelivery, Program, ProgramError, Season
 from csms.scheduler.telemetry import (
     EDGE_MARGIN,
     EXPORT_REGISTER,
@@ -56,7 +52,7 @@ from csms.scheduler.telemetry import (
     series_of,
     value_at,
 )
-from csms.store.models import CustomProgram, DrEvent, Enrollment, EventParticipant, Vehicle
+from csms.store.models import DrEvent, Enrollment, EventParticipant
 from csms.store.writer import GroupWriter
 from simclock import iso
 
@@ -72,8 +68,6 @@ FLOOR_TOLERANCE_PCT = 0.5
 # Numbers equal to this many decimals are "identical" for restatement (float round trips).
 _DECIMALS = 6
 _NOTE_MARK = "settlement: "
-# Live (not offline) data this soon after a settled window's end may still bracket its end.
-LIVE_LATE_MARGIN = timedelta(minutes=5)
 # The sample that brackets a window's end comes up to one meter interval after it (and a
 # busy station's queue a little later): settling before then would only be restated.
 CLOSING_SAMPLES_WAIT = timedelta(minutes=3)
@@ -89,14 +83,6 @@ class UnknownEventError(LookupError):
     def __init__(self, event_id: int) -> None:
         super().__init__(f"no event {event_id}")
         self.event_id = event_id
-
-
-class UnknownProgramError(LookupError):
-    """No shipped or custom program has this id."""
-
-    def __init__(self, program_id: str) -> None:
-        super().__init__(f"no program {program_id!r}")
-        self.program_id = program_id
 
 
 # --- one EVSE around a window ---------------------------------------------------------------
@@ -489,351 +475,3 @@ def _log_applied(measured: EventSettlement, applied: _Applied) -> None:
             exported_kwh=measured.exported_kwh,
             participants=len(measured.participants),
         )
-
-
-# --- late data ---------------------------------------------------------------------------------
-
-
-class LateDataRestater:
-    """Re-settles a settled event when late station data for its window arrives.
-
-    Late data is what a station sends from its offline queue (`offline`), or live data whose
-    timestamp is at or before the end of some settled event plus LIVE_LATE_MARGIN (the sample
-    that brackets the end). An event is re-settled when late data of one of its stations falls
-    in its window widened by EDGE_MARGIN (what settlement reads). The horizon is re-read every
-    `refresh_s`, so live data for an event settled less than that ago may be missed here; the
-    event's report re-settles it. Many arrivals within `debounce_s` cause one re-settlement per
-    event; one with nothing changed writes nothing.
-    """
-
-    def __init__(
-        self, services: Services, *, debounce_s: float = 1.0, refresh_s: float = 1.0
-    ) -> None:
-        self._services = services
-        self._debounce_s = debounce_s
-        self._refresh_s = refresh_s
-        self._queue: asyncio.Queue[StationData] = asyncio.Queue()
-        self._horizon: datetime | None = None
-        self._unsubscribe: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self.resettled: list[int] = []  # event ids re-settled, in order (for operators and tests)
-        self._progress = asyncio.Event()
-
-    def start(self) -> None:
-        """Subscribe and start the background task (on the running event loop). Until the task
-        has read the horizon (its first step), only offline data is recognised as late."""
-        self._unsubscribe = self._services.domain.subscribe(self._on_data)
-        self._task = asyncio.create_task(self._run(), name="late-data-restater")
-
-    async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def wait_resettled(self, count: int = 1) -> list[int]:
-        """Wait until `count` re-settlements have run; the event ids so far."""
-        while len(self.resettled) < count:
-            self._progress.clear()
-            await self._progress.wait()
-        return list(self.resettled)
-
-    def _on_data(self, data: StationData) -> None:
-        """The domain-event subscriber: a comparison and a queue put, nothing that waits."""
-        if data.kind not in ("transaction", "meter") or data.timestamp is None:
-            return
-        if data.offline or (self._horizon is not None and data.timestamp <= self._horizon):
-            self._queue.put_nowait(data)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._refresh_horizon()
-                batch = await self._next_batch()
-                for event_id in await self._affected_events(batch) if batch else []:
-                    await settle_event(self._services, event_id)
-                    self.resettled.append(event_id)
-                    self._progress.set()
-            except Exception:  # logged; the next late data (or the report) settles again
-                log.exception("settlement.late_data_failed")
-                await asyncio.sleep(self._refresh_s)
-
-    async def _next_batch(self) -> list[StationData]:
-        """The late data of the next `debounce_s` after one arrives ([] after `refresh_s`
-        without any, so the horizon is re-read)."""
-        try:
-            first = await asyncio.wait_for(self._queue.get(), timeout=self._refresh_s)
-        except TimeoutError:
-            return []
-        await asyncio.sleep(self._debounce_s)  # an offline replay comes as a burst: gather it
-        return [first, *self._drain()]
-
-    def _drain(self) -> list[StationData]:
-        items = []
-        while not self._queue.empty():
-            items.append(self._queue.get_nowait())
-        return items
-
-    async def _refresh_horizon(self) -> None:
-        async with self._services.db.read() as session:
-            latest = await session.scalar(
-                select(func.max(DrEvent.end)).where(DrEvent.settled_at.is_not(None))  # type: ignore[union-attr]
-            )
-        self._horizon = None if latest is None else latest + LIVE_LATE_MARGIN
-
-    async def _affected_events(self, batch: Sequence[StationData]) -> list[int]:
-        """Settled events with a participant on a station of the batch whose (widened) window
-        holds one of that station's timestamps."""
-        stations = {d.station_id for d in batch}
-        first = min(d.timestamp for d in batch if d.timestamp) - EDGE_MARGIN
-        last = max(d.timestamp for d in batch if d.timestamp) + EDGE_MARGIN
-        query = (
-            select(DrEvent.id, DrEvent.start, DrEvent.end, EventParticipant.station_id)
-            .join(EventParticipant, EventParticipant.event_id == DrEvent.id)
-            .where(
-                DrEvent.settled_at.is_not(None),  # type: ignore[union-attr]
-                EventParticipant.station_id.in_(stations),  # type: ignore[attr-defined]
-                DrEvent.start <= last,
-                DrEvent.end >= first,
-            )
-        )
-        async with self._services.db.read() as session:
-            candidates = (await session.execute(query)).all()
-        hit: set[int] = set()
-        for event_id, start, end, station_id in candidates:
-            lo, hi = start - EDGE_MARGIN, end + EDGE_MARGIN
-            if any(
-                d.station_id == station_id and d.timestamp and lo <= d.timestamp <= hi
-                for d in batch
-            ):
-                hit.add(event_id)
-        return sorted(hit)
-
-
-# --- programs and pay --------------------------------------------------------------------------
-
-
-async def resolve_program(services: Services, program_id: str) -> Program:
-    """A shipped program, or else an operator's custom program, by id."""
-    shipped = programs.load_programs().get(program_id)
-    if shipped is not None:
-        return shipped
-    async with services.db.read() as session:
-        row = await session.get(CustomProgram, program_id)
-    if row is None:
-        raise UnknownProgramError(program_id)
-    return programs.program_from_dict({"id": row.id, **row.definition})
-
-
-def season_of(program: Program, event: DrEvent) -> Season | None:
-    """The season an event belongs to: the name it was stored with, else its local start day."""
-    if event.season:
-        try:
-            return program.season_named(event.season)
-        except ProgramError:
-            return None
-    return program.season_on(event.start.astimezone(program.zone).date())
-
-
-def season_year(season: Season, local_start: datetime) -> int:
-    """The year a season instance is named for: a season wrapping the year end (Dec–Feb) is
-    named for the year it starts in."""
-    wraps = season.start_md > season.end_md
-    if wraps and (local_start.month, local_start.day) <= season.end_md:
-        return local_start.year - 1
-    return local_start.year
-
-
-def delivery(settled_kw: float | None, opted_out: bool, duration: timedelta) -> EventDelivery:
-    """One event's outcome as the pay rules take it (negative net export counts 0 kW)."""
-    return EventDelivery(max(0.0, settled_kw or 0.0), duration, opted_out=opted_out)
-
-
-# --- season performance ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SeasonEvent:
-    """One completed event of the season."""
-
-    event_id: int
-    start: datetime
-    end: datetime
-    committed_kw: float | None
-    delivered_kw: float | None
-    participants: int
-    opt_outs: int
-
-
-@dataclass(frozen=True, slots=True)
-class EventPerformance:
-    """One participant in one event of the season."""
-
-    event_id: int
-    start: datetime
-    opted_out: bool
-    average_kw: float | None
-    counted_kw: float
-    delivered_kwh: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class SeasonParticipant:
-    """A participant's season: per-event performance, the average counted kW, and pay."""
-
-    enrollment_id: int
-    participant: str
-    participant_class: str
-    vehicle_id: str
-    station_id: str
-    evse_id: int
-    events: tuple[EventPerformance, ...]
-    average_kw: float  # mean counted kW over the events it took part in (opt-outs count 0)
-    opt_outs: int
-    pay_usd: float
-
-
-@dataclass(frozen=True, slots=True)
-class SeasonReport:
-    program_id: str
-    program_name: str
-    pay_rule: str
-    year: int
-    season: str
-    events: tuple[SeasonEvent, ...]
-    participants: tuple[SeasonParticipant, ...]
-
-    @property
-    def pay_usd(self) -> float:
-        return sum(p.pay_usd for p in self.participants)
-
-
-async def season_report(
-    services: Services, program_id: str, year: int, season_name: str
-) -> SeasonReport:
-    """Every completed event of a program's season in a year (settled first where needed), and
-    per participant the average counted kW over the events it took part in and the season pay.
-
-    A participant is judged on the events it has a participant record in (an enrolment made
-    mid-season is not charged 0 kW for events before it); opt-outs count 0 kW (DOMAIN.md).
-    """
-    program = await resolve_program(services, program_id)
-    season = program.season_named(season_name)
-    events = await _season_events(services, program, season, year)
-    for event in events:
-        if event.settled_at is None:
-            await settle_event(services, event.id or 0)
-    rows = await _season_rows(services, [e.id or 0 for e in events])
-    by_event: dict[int, list[EventParticipant]] = defaultdict(list)
-    for participant, _, _ in rows:
-        by_event[participant.event_id].append(participant)
-    return SeasonReport(
-        program_id=program.id,
-        program_name=program.name,
-        pay_rule=program.pay_rule,
-        year=year,
-        season=season.name,
-        events=tuple(_season_event(e, by_event[e.id or 0]) for e in events),
-        participants=_season_participants(program, season, events, rows),
-    )
-
-
-async def _season_events(
-    services: Services, program: Program, season: Season, year: int
-) -> list[DrEvent]:
-    async with services.db.read() as session:
-        query = (
-            select(DrEvent)
-            .where(DrEvent.program_id == program.id, DrEvent.state == "completed")
-            .order_by(DrEvent.start, DrEvent.id)
-        )
-        candidates = list((await session.execute(query)).scalars())
-    return [
-        e
-        for e in candidates
-        if (found := season_of(program, e)) is not None
-        and found.name == season.name
-        and season_year(season, e.start.astimezone(program.zone)) == year
-    ]
-
-
-async def _season_rows(
-    services: Services, event_ids: list[int]
-) -> list[tuple[EventParticipant, Enrollment, str]]:
-    if not event_ids:
-        return []
-    query = (
-        select(EventParticipant, Enrollment, Vehicle.id)
-        .join(Enrollment, Enrollment.id == EventParticipant.enrollment_id)
-        .join(Vehicle, Vehicle.id == Enrollment.vehicle_id)
-        .where(EventParticipant.event_id.in_(event_ids))  # type: ignore[attr-defined]
-        .order_by(EventParticipant.enrollment_id, EventParticipant.event_id)
-    )
-    async with services.db.read() as session:
-        return [tuple(r) for r in (await session.execute(query)).all()]  # type: ignore[misc]
-
-
-def _season_event(event: DrEvent, participants: list[EventParticipant]) -> SeasonEvent:
-    return SeasonEvent(
-        event_id=event.id or 0,
-        start=event.start,
-        end=event.end,
-        committed_kw=event.committed_kw,
-        delivered_kw=event.delivered_kw,
-        participants=len(participants),
-        opt_outs=sum(is_opted_out(p) for p in participants),
-    )
-
-
-def _season_participants(
-    program: Program,
-    season: Season,
-    events: list[DrEvent],
-    rows: list[tuple[EventParticipant, Enrollment, str]],
-) -> tuple[SeasonParticipant, ...]:
-    by_id = {e.id: e for e in events}
-    grouped: dict[int, list[tuple[EventParticipant, Enrollment, str]]] = defaultdict(list)
-    for row in rows:
-        grouped[row[1].id or 0].append(row)
-    result = []
-    for enrollment_id, group in grouped.items():
-        enrollment, vehicle_id = group[0][1], group[0][2]
-        performances = tuple(_performance(by_id[p.event_id], p) for p, _, _ in group)
-        deliveries = [
-            delivery(p.average_kw, p.opted_out, by_id[p.event_id].end - by_id[p.event_id].start)
-            for p in performances
-        ]
-        result.append(
-            SeasonParticipant(
-                enrollment_id=enrollment_id,
-                participant=enrollment.participant,
-                participant_class=enrollment.participant_class,
-                vehicle_id=vehicle_id,
-                station_id=enrollment.station_id,
-                evse_id=enrollment.evse_id,
-                events=performances,
-                average_kw=sum(p.counted_kw for p in performances) / len(performances),
-                opt_outs=sum(p.opted_out for p in performances),
-                pay_usd=programs.season_pay(
-                    program, enrollment.participant_class, deliveries, season=season.name
-                ),
-            )
-        )
-    return tuple(result)
-
-
-def _performance(event: DrEvent, participant: EventParticipant) -> EventPerformance:
-    opted_out = is_opted_out(participant)
-    average = participant.average_kw
-    counted = 0.0 if opted_out or average is None else max(0.0, average)
-    return EventPerformance(
-        event_id=event.id or 0,
-        start=event.start,
-        opted_out=opted_out,
-        average_kw=average,
-        counted_kw=counted,
-        delivered_kwh=participant.delivered_kwh,
-    )

@@ -19,7 +19,7 @@ from csms.scheduler.events import EventService
 from csms.scheduler.gate_checks import V2G_CHECKS
 from csms.scheduler.hardware import hardware_of
 from csms.scheduler.notify import Notifier
-from csms.scheduler.settlement import LateDataRestater
+from csms.scheduler.restater import LateDataRestater
 from csms.store.models import Enrollment, Station
 
 if TYPE_CHECKING:

@@ -245,6 +245,19 @@ async def test_program_performance_of_a_season(csms, api) -> None:
     assert (await api.get("/api/v1/programs/ma-connectedsolutions/performance")).status_code == 200
 
 
+async def test_program_performance_by_alias_is_the_programs(csms, api) -> None:
+    ids = await _completed_event(csms)
+    answer = await api.get(
+        "/api/v1/programs/connected-solutions/performance",
+        params={"year": 2026, "season": "summer"},
+    )
+    assert answer.status_code == 200, answer.text
+    season = answer.json()
+    assert season["program_id"] == "ma-connectedsolutions"
+    assert [e["event_id"] for e in season["events"]] == [ids["event"]]
+    assert season["pay_usd"] == pytest.approx(1650.0)
+
+
 async def test_program_performance_refuses_unknown_programs_and_seasons(api) -> None:
     unknown = await api.get("/api/v1/programs/nope/performance", params={"season": "summer"})
     assert unknown.status_code == 404 and unknown.json() == {"detail": "no program 'nope'"}

@@ -1,11 +1,13 @@
 """Settlement from hand-made meter samples: register arithmetic (units, multipliers, phases,
 interpolation, the ends of a series), per-participant and per-event numbers, opt-outs, SoC-floor
-violations, restatement by late offline data (through the LateDataRestater on a running CSMS),
-and the season performance and pay. On SQLite and PostgreSQL."""
+violations, restatement when settled again after late data, and the report of an event still
+running or never run. On SQLite and PostgreSQL.
+
+Also the seeding helpers and the store-only services that tests/scheduler/test_restater.py,
+test_seasons.py and tests/api/test_reports.py build on."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,17 +18,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, select
 
-from csms.domain import StationData
 from csms.scheduler.reports import event_report
 from csms.scheduler.settlement import (
     FLOOR_TOLERANCE_PCT,
-    LateDataRestater,
     SettlementError,
     UnknownEventError,
-    UnknownProgramError,
     measure_event,
-    resolve_program,
-    season_report,
     settle_event,
     with_settlement_note,
 )
@@ -41,7 +38,6 @@ from csms.scheduler.telemetry import (
 from csms.services import Services
 from csms.store.db import Database, upgrade_schema_async
 from csms.store.models import (
-    CustomProgram,
     DrEvent,
     Enrollment,
     EventParticipant,
@@ -63,7 +59,7 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-# --- seeding (also used by tests/api/test_reports.py) ------------------------------------------
+# --- seeding (also used by test_restater, test_seasons, tests/api/test_reports.py) -----------
 
 
 @contextlib.asynccontextmanager
@@ -197,8 +193,8 @@ async def stored(services: Services, model: type[Any], **where: Any) -> list[Any
 # --- a store without the rest of the CSMS, on a simulated clock ---------------------------------
 
 
-@pytest.fixture
-async def services(db_url: str) -> AsyncIterator[Services]:
+@contextlib.asynccontextmanager
+async def store_services(db_url: str) -> AsyncIterator[Services]:
     """The store and writer only (no websockets, no V2G room acting on the rows we insert), on
     a simulated clock a day after the test window."""
     await upgrade_schema_async(db_url)
@@ -212,6 +208,12 @@ async def services(db_url: str) -> AsyncIterator[Services]:
     finally:
         await writer.close()
         await db.close()
+
+
+@pytest.fixture
+async def services(db_url: str) -> AsyncIterator[Services]:
+    async with store_services(db_url) as system:
+        yield system
 
 
 # --- register arithmetic -------------------------------------------------------------------
@@ -289,7 +291,7 @@ def test_settlement_note_replaces_its_own_text_and_keeps_the_dispatchers() -> No
 # --- one event -----------------------------------------------------------------------------
 
 
-async def _fleet(services: Services) -> dict[str, Any]:
+async def seed_fleet(services: Services) -> dict[str, Any]:
     """Four participants of a one-hour event (19:00-20:00):
     A: Wh registers around the edges; exports 6.1 kWh; SoC 80 -> 29.6 % (floor 30: rounding).
     B: kWh registers sampled only at 18:58 and 20:02 (interpolated across the gap); SoC floor 40,
@@ -333,7 +335,7 @@ async def _fleet(services: Services) -> dict[str, Any]:
 
 
 async def test_settle_event_measures_each_participant_from_its_registers(services) -> None:
-    fleet = await _fleet(services)
+    fleet = await seed_fleet(services)
     settled = await settle_event(services, fleet["event"].id)
     by_station = {p.station_id: p for p in settled.participants}
 
@@ -382,7 +384,7 @@ async def test_settle_event_measures_each_participant_from_its_registers(service
 
 
 async def test_settling_again_with_the_same_data_changes_nothing(services) -> None:
-    fleet = await _fleet(services)
+    fleet = await seed_fleet(services)
     first = await settle_event(services, fleet["event"].id)
     with structlog.testing.capture_logs() as logs:
         again = await settle_event(services, fleet["event"].id)
@@ -392,7 +394,7 @@ async def test_settling_again_with_the_same_data_changes_nothing(services) -> No
 
 
 async def test_late_samples_restate_the_settlement_and_say_so(services) -> None:
-    fleet = await _fleet(services)
+    fleet = await seed_fleet(services)
     first = await settle_event(services, fleet["event"].id)
     late = []
     for minute in range(31, 62):  # D's offline queue arrives: 100 Wh a minute on to 20:01
@@ -479,116 +481,3 @@ async def test_report_of_an_event_that_never_ran_has_no_measurements(services) -
     assert participant["delivered_kwh"] is None and participant["pay_usd"] is None
     assert {i["delivered_kw"] for i in report["intervals"]} == {None}
     assert report["event"]["delivered_kw"] is None and report["totals"]["pay_usd"] == 0.0
-
-
-# --- late data through the domain events of a running CSMS ----------------------------------
-
-
-async def test_late_offline_transaction_event_restates_through_the_restater(csms) -> None:
-    services = csms.services
-    fleet = await _fleet(services)
-    first = await settle_event(services, fleet["event"].id)
-    restater = LateDataRestater(services, debounce_s=0.2, refresh_s=0.2)
-    restater.start()
-    try:
-        late = []
-        for minute in range(31, 62):
-            late += registers("D", at(minute), 100.0 * minute, 0.0)
-        await insert(services, *late)
-        for minute in range(31, 62, 10):  # a replay is a burst: coalesced into one settlement
-            services.domain.publish(
-                StationData("transaction", "D", 1, "tx-1", "Updated", at(minute), offline=True)
-            )
-        async with asyncio.timeout(20):
-            await restater.wait_resettled()
-        await asyncio.sleep(0.5)  # nothing else is pending: one re-settlement for the burst
-    finally:
-        await restater.stop()
-    assert restater.resettled == [fleet["event"].id]
-    (event,) = await stored(services, DrEvent, id=fleet["event"].id)
-    assert event.restatements == 1 and event.restated_at is not None
-    assert event.delivered_kw == pytest.approx(first.delivered_kw + 6.0)
-
-
-async def test_live_data_after_every_settled_window_is_not_late(csms) -> None:
-    services = csms.services
-    fleet = await _fleet(services)
-    await settle_event(services, fleet["event"].id)
-    restater = LateDataRestater(services, debounce_s=0.1, refresh_s=0.1)
-    restater.start()
-    try:
-        await asyncio.sleep(0.5)  # the horizon is read
-        services.domain.publish(StationData("meter", "D", 1, timestamp=AFTER))
-        services.domain.publish(StationData("meter", "D", 1, timestamp=at(90)))  # 30 min after
-        services.domain.publish(StationData("connected", "D"))
-        await asyncio.sleep(0.5)
-        assert restater.resettled == []
-        services.domain.publish(StationData("meter", "D", 1, timestamp=at(45)))  # inside: late
-        async with asyncio.timeout(20):
-            await restater.wait_resettled()
-    finally:
-        await restater.stop()
-    (event,) = await stored(services, DrEvent, id=fleet["event"].id)
-    assert event.restatements == 0  # re-settled, but nothing had changed
-
-
-# --- season performance ----------------------------------------------------------------------
-
-
-async def test_season_report_averages_counted_kw_over_all_events_and_pays_by_rule(services) -> None:
-    """ConnectedSolutions pays $275/kW residential on the average kW over all events of the
-    season; the event Ana opted out of counts 0 kW."""
-    rows = []
-    for day in (0, 1):
-        for minute in range(-1, 62):
-            when = at(minute) + timedelta(days=day)
-            rows += registers("A", when, 20000.0 * day + 8000.0 * minute / 60, 0.0)
-    await insert(services, *rows)
-    december = datetime(2026, 12, 15, 19, tzinfo=UTC)  # outside the summer: not counted
-    async with transaction(services) as db:
-        first = await add_event(db)
-        second = await add_event(db, start=T0 + timedelta(days=1), end=T1 + timedelta(days=1))
-        await add_event(db, start=december, end=december + timedelta(hours=1), season="")
-        ana, _ = await add_participant(db, first, "A")
-        await add_participant(
-            db, second, "A", status="opted_out", opted_out_at=at(0), enrollment=ana
-        )
-
-    report = await season_report(services, "ma-connectedsolutions", 2026, "summer")
-
-    assert [e.event_id for e in report.events] == [first.id, second.id]  # not December's
-    assert report.events[1].opt_outs == 1
-    (row,) = report.participants
-    assert [p.counted_kw for p in row.events] == [pytest.approx(8.0), 0.0]
-    assert row.events[1].average_kw == pytest.approx(8.0)  # it exported, but opted out
-    assert row.average_kw == pytest.approx(4.0) and row.opt_outs == 1
-    assert row.pay_usd == pytest.approx(275.0 * 4.0)
-    assert report.pay_usd == pytest.approx(1100.0)
-    settled = {e.id: e.settled_at for e in await stored(services, DrEvent)}
-    assert settled[first.id] is not None and settled[second.id] is not None  # settled first
-
-
-async def test_custom_programs_resolve_from_the_table_and_unknown_ones_are_refused(
-    services,
-) -> None:
-    definition = {
-        "name": "Town pilot",
-        "time_zone": "America/New_York",
-        "pay_rule": "per_kwh",
-        "max_event_duration_min": 120,
-        "season": [
-            {
-                "name": "year",
-                "start": "01-01",
-                "end": "12-31",
-                "window": ["16:00", "20:00"],
-                "rates": {"residential": 0.5, "commercial": 0.4},
-            }
-        ],
-    }
-    await insert(services, CustomProgram(id="town-pilot", definition=definition))
-    program = await resolve_program(services, "town-pilot")
-    assert (program.id, program.pay_rule) == ("town-pilot", "per_kwh")
-    assert (await resolve_program(services, "ma-connectedsolutions")).name.startswith("MA")
-    with pytest.raises(UnknownProgramError, match="no program 'nope'"):
-        await resolve_program(services, "nope")
