@@ -2,7 +2,7 @@
 performance and pay. JSON by default; `?format=csv` where the resource has a CSV form.
 
 Path operations stay short: the numbers come from csms.scheduler.reports, .telemetry and
-.settlement; this module parses the query, maps their errors to 4xx with the reason as detail,
+.seasons; this module parses the query, maps their errors to 4xx with the reason as detail,
 and shapes the answer.
 """
 
