@@ -53,24 +53,40 @@ METER_INTERVAL_S = 60
 FIXED = (0, 1, 2)  # the opt-out, the unplug and the killed station (residential)
 LOW_SOC_MODELS = ("dcbel-ara", "wallbox-quasar-2")
 TRIPPED = 14
+RESERVE_PCT = 3.5
+ENERGY_LIMITED_SHARE = 0.4
 
 
 def _cars() -> list[DemoCar]:
-    """Evening arrivals, SoC 45-75 %; the residential cars on DC chargers (dcbel, Wallbox) sit
-    just above their floors, so they run out of energy before the window ends (a shortfall
-    a re-plan can recover: the energy stays in the battery)."""
+    """Evening arrivals, SoC 45-75 %. The residential cars on DC chargers (dcbel, Wallbox)
+    arrive low enough that, after charging until the event, they hold above their floors only
+    40 % of what their charger exports in the hour: they run out of energy before the window
+    ends, so a shortfall while tripped stays in the battery and a re-plan can spend it later."""
     cars = demo_fleet(STATIONS, seed=11)
     out = []
     for i, car in enumerate(cars):
         soc = 45.0 + (i * 7) % 31
         if car.model in LOW_SOC_MODELS and i not in FIXED:
-            soc = car.floor_pct + 2.0  # plus what it charges before the event
+            soc = _arrival_soc_for_budget(car, ENERGY_LIMITED_SHARE)
         out.append(dataclasses.replace(car, soc_pct=soc))
     return out
 
 
+def _arrival_soc_for_budget(car: DemoCar, share: float) -> float:
+    """The SoC at the clock start that leaves `share` x (rated export x window) above the
+    floor at the event start, after charging at full power until then."""
+    ev, hw = get_ev_model(car.ev), hardware_models()[car.model]
+    export_kw = min(hw.max_discharge_kw, ev.max_discharge_kw)
+    charge_kw = min(hw.max_charge_kw, ev.max_charge_w(hw.current_type) / 1000.0)
+    before_h = (EVENT_START - parse_instant(CLOCK_START)).total_seconds() / 3600.0
+    charged_kwh = charge_kw * before_h * 0.93
+    budget_kwh = share * export_kw * EVENT_MIN / 60.0
+    soc = car.floor_pct + 100.0 * (budget_kwh - charged_kwh) / ev.usable_capacity_kwh
+    return round(max(soc, ev.bms_min_soc_pct + 1.0), 1)
+
+
 def _energy_limited(car: DemoCar) -> bool:
-    return car.model in LOW_SOC_MODELS and car.soc_pct < car.floor_pct + 5
+    return car.model in LOW_SOC_MODELS and car.soc_pct < 45.0
 
 
 def _at(instant: Any) -> float:
@@ -100,8 +116,8 @@ def _plan_faults(cars: list[DemoCar]) -> tuple[dict[str, Faults], str, str, str]
     faults: dict[str, Faults] = {}
     busy = {opted.station_id, unplugged.station_id, killed.station_id}
     for car in [c for c in limited if c.station_id not in busy][:TRIPPED]:
-        start = _at(EVENT_START + timedelta(minutes=5))  # an inverter trip for 30 minutes
-        faults[car.station_id] = Faults(derate=[(0, 1.0), (start, 0.05), (start + 1800, 1.0)])
+        start = _at(EVENT_START + timedelta(minutes=5))  # an inverter trip for 20 minutes
+        faults[car.station_id] = Faults(derate=[(0, 1.0), (start, 0.05), (start + 1200, 1.0)])
     for car in [c for c in cars if c.station_id not in faults][:10]:
         faults[car.station_id] = Faults(answer_delay_s=1.0)
     faults[unplugged.station_id] = Faults(unplug_at_s=[_at(UNPLUG_AT)])
@@ -132,6 +148,10 @@ async def _run(tmp: Path, closed_loop: bool) -> Run:
                     "duration_minutes": EVENT_MIN,
                     "closed_loop": closed_loop,
                     "notice_minutes": 20,
+                    # The reserve covers what no re-plan recovers (an opt-out, an unplug, a
+                    # dead station: about 2.5 % here); 3.5 % balances the two acceptance bounds
+                    # (measured: committed 96.7 % of L*, delivered 98.5 % of it, at 3 %).
+                    "reserve_pct": RESERVE_PCT,
                 },
             )
             assert created.status_code == 201, created.text
